@@ -1,0 +1,162 @@
+"""The REST gateway: a Starlette app whose routes are the `google.api.http` bindings of the contract.
+
+Every request is transcoded and sent over a gRPC channel, so REST can never do what gRPC cannot, and the
+server's interceptor (auth, tenancy, limits, idempotency, errors) runs the same for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from hyphae.api.v1 import options_pb2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from gateway import codec
+from gateway.bindings import Binding, Router, bindings_of, load_services
+from gateway.errors import error_body, http_status
+from gateway.transcode import build_request
+
+OPENAPI = Path(__file__).resolve().parent.parent / "generated" / "openapi.json"
+FORWARDED_HEADERS = ("authorization", "x-org-id", "idempotency-key", "x-request-id")
+RETURNED_TRAILERS = ("x-request-id", "ratelimit", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
+                     "ratelimit-policy", "retry-after")
+CALL_TIMEOUT_SECONDS = 60.0
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(codec.dumps(data), status_code=status, headers=headers, media_type="application/json")
+
+
+class Gateway:
+    def __init__(self, grpc_target: str, *, max_body_bytes: int) -> None:
+        self.grpc_target = grpc_target
+        self.max_body_bytes = max_body_bytes
+        self.router = Router(bindings_of(load_services()))
+        self.channel: grpc.aio.Channel | None = None
+        self._calls: dict[str, Callable[..., Any]] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        self.channel = grpc.aio.insecure_channel(self.grpc_target, options=options)
+        try:
+            yield
+        finally:
+            await self.channel.close()
+
+    def _call(self, binding: Binding) -> Callable[..., Any]:
+        call = self._calls.get(binding.grpc_path)
+        if call is None:
+            assert self.channel is not None, "the gateway's channel opens in the app lifespan"
+            call = self.channel.unary_unary(binding.grpc_path, request_serializer=binding.request_class.SerializeToString,
+                                            response_deserializer=binding.response_class.FromString)
+            self._calls[binding.grpc_path] = call
+        return call
+
+    async def _body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise BodyTooLarge
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def handle(self, request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or f"req-{uuid.uuid4()}"
+        match, path_known = self.router.match(request.method, request.url.path)
+        if match is None:
+            status = 405 if path_known else 404
+            message = (f"{request.method} is not allowed on {request.url.path}" if path_known
+                       else f"no route for {request.method} {request.url.path}")
+            return _json(error_body(options_pb2.DIALECT_HYPHEN, status, message), status,
+                         {"x-request-id": request_id})
+        binding = match.binding
+        headers = {"x-request-id": request_id}
+        try:
+            body: object | None = None
+            if binding.body:
+                raw = await self._body(request)
+                body = codec.loads(raw) if raw.strip() else None
+            message = build_request(binding, body, match.path_params, request.query_params)
+        except BodyTooLarge:
+            return _json(error_body(binding.dialect, 413, f"request body exceeds {self.max_body_bytes} bytes",
+                                    "PAYLOAD_TOO_LARGE"), 413, headers)
+        except codec.WireError as exc:
+            return _json(error_body(binding.dialect, 400, str(exc), "VALIDATION_FAILED"), 400, headers)
+        metadata = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
+        if "x-request-id" not in request.headers:
+            metadata.append(("x-request-id", request_id))
+        call = self._call(binding)(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+        try:
+            response = await call
+            trailers = await call.trailing_metadata()
+        except grpc.aio.AioRpcError as exc:
+            return self._error(binding, exc, headers)
+        headers.update(_returned(trailers))
+        payload = getattr(response, binding.response_body) if binding.response_body else response
+        data = codec.message_value_to_wire(payload) if isinstance(payload, Message) else payload
+        return _json(data, binding.rule.success_status or 200, headers)
+
+    def _error(self, binding: Binding, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:
+        trailers = dict(exc.trailing_metadata() or ())
+        headers.update(_returned(exc.trailing_metadata()))
+        reason = str(trailers.get("hyphae-reason", ""))
+        message = exc.details() or exc.code().name.lower()
+        field = str(trailers.get("hyphae-field", ""))
+        if field and binding.body not in ("", "*") and field.startswith(binding.body + ".") \
+                and message.startswith(field + ":"):
+            message = field[len(binding.body) + 1:] + message[len(field):]  # name the field as the client sent it
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and not reason:
+            message = "the engine is unavailable; retry shortly"
+        status = http_status(exc.code(), reason)
+        return _json(error_body(binding.dialect, status, message, reason), status, headers)
+
+
+def _returned(trailers: Any) -> dict[str, str]:
+    return {key: str(value) for key, value in (trailers or ()) if key in RETURNED_TRAILERS}
+
+
+async def openapi(request: Request) -> Response:
+    return Response(OPENAPI.read_bytes(), media_type="application/json")
+
+
+async def docs(request: Request) -> Response:
+    """A dependency-free reference page rendered from the OpenAPI document."""
+    document = json.loads(OPENAPI.read_text())
+    rows = []
+    for path, operations in document.get("paths", {}).items():
+        for verb, operation in operations.items():
+            rows.append(f"<tr><td><b>{verb.upper()}</b></td><td><code>{html.escape(path)}</code></td>"
+                        f"<td>{html.escape(operation.get('summary') or operation.get('description') or '')}</td></tr>")
+    page = (f"<!doctype html><title>Hyphae API</title><h1>{html.escape(document['info']['title'])}</h1>"
+            "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
+            f"<table border=1 cellpadding=4>{''.join(rows)}</table>")
+    return HTMLResponse(page)
+
+
+def create_app(grpc_target: str, *, max_body_bytes: int = 4 * 1024 * 1024) -> Starlette:
+    gateway = Gateway(grpc_target, max_body_bytes=max_body_bytes)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    routes = [Route("/openapi.json", openapi, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
+              Route("/{path:path}", gateway.handle, methods=methods)]
+    return Starlette(routes=routes, lifespan=gateway.lifespan)

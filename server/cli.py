@@ -1,0 +1,83 @@
+"""The `hyphae` command: serve, migrate, orgs create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from server.config import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    from server.app import serve
+
+    asyncio.run(serve(settings))
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from server.app import database
+    from server.store.db import migrate
+
+    with database(settings) as url:
+        migrate(url)
+    print("database schema is up to date")
+
+
+def _orgs_create(args: argparse.Namespace, settings: Settings) -> None:
+    from server.app import database
+    from server.store.db import migrate
+
+    async def create(url: str) -> None:
+        from server.ids import new_id
+        from server.services.gateway import create_key
+        from server.store import TenantRepository, accounts
+        from server.store.db import connect, create_engine
+
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with connect(engine) as connection:
+                org = await accounts.create_org(connection, org_id=args.id or new_id("org"), name=args.name,
+                                                account_id=None)
+                key = await create_key(TenantRepository(connection, org.id), label=args.label,
+                                       permissions=args.permissions)
+        finally:
+            await engine.dispose()
+        print(f"org:     {org.id}\nkey:     {key.key}\n(the key is shown only once; it is stored as a hash)")
+
+    with database(settings) as url:
+        migrate(url)
+        asyncio.run(create(url))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="hyphae", description="Hyphae: agents and human-in-the-loop workflows.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run REST (:3009) and gRPC (:50051), embedded Postgres by default")
+    serve.set_defaults(run=_serve)
+    commands.add_parser("migrate", help="apply database migrations and exit").set_defaults(run=_migrate)
+    orgs = commands.add_parser("orgs", help="manage orgs").add_subparsers(dest="orgs_command", required=True)
+    create = orgs.add_parser("create", help="create an org and print its first API key")
+    create.add_argument("name", help="display name")
+    create.add_argument("--id", default="", help="org id (default: generated)")
+    create.add_argument("--label", default="default", help="label of the first key")
+    create.add_argument("--permissions", choices=["full", "read_only", "execute_only"], default="full")
+    create.set_defaults(run=_orgs_create)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.run(args, Settings.from_env())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # a clear line, not a traceback, for what the user can fix
+        from server.embedded_pg import EmbeddedPostgresError
+
+        if isinstance(exc, (EmbeddedPostgresError, OSError, ValueError)):
+            print(f"hyphae: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Server settings, read once from the environment (HYPHAE_*)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # External Postgres; None means the embedded server under data_dir.
+    database_url: str | None
+    data_dir: Path
+    host: str
+    http_port: int
+    grpc_port: int
+    # Accept X-Org-Id without a key (direct engine mode). Only safe behind a gateway that sets it, or locally.
+    trust_org_header: bool
+    # Requests per minute per credential (API key, or org in direct mode).
+    rate_limit_per_minute: int
+    # Largest REST request body accepted (413 above it).
+    max_body_bytes: int
+    # base64 of a 32-byte AES key for org-config secrets; None means data_dir/secret.key (created on first use).
+    secret_key: str | None
+    db_pool_size: int
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        database_url = os.environ.get("HYPHAE_DATABASE_URL") or None
+        return cls(
+            database_url=database_url,
+            data_dir=Path(os.environ.get("HYPHAE_DATA_DIR", ".hyphae")).resolve(),
+            host=os.environ.get("HYPHAE_HOST", "127.0.0.1"),
+            http_port=int(os.environ.get("HYPHAE_HTTP_PORT", "3009")),
+            grpc_port=int(os.environ.get("HYPHAE_GRPC_PORT", "50051")),
+            trust_org_header=_env_bool("HYPHAE_TRUST_ORG_HEADER", database_url is None),
+            rate_limit_per_minute=int(os.environ.get("HYPHAE_RATE_LIMIT_PER_MINUTE", "1200")),
+            max_body_bytes=int(os.environ.get("HYPHAE_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
+            secret_key=os.environ.get("HYPHAE_SECRET_KEY") or None,
+            db_pool_size=int(os.environ.get("HYPHAE_DB_POOL_SIZE", "10")),
+        )

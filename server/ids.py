@@ -1,0 +1,32 @@
+"""Prefixed, time-ordered ids ("wfl-<uuid7>"), generated here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+PREFIXES = {
+    "workflow": "wfl",
+    "action": "act",
+    "account": "acct",
+    "org": "org",
+    "api_key": "key",
+    "request": "req",
+}
+
+
+def uuid7() -> uuid.UUID:
+    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, then random bits; sorts by creation time."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 66) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+def new_id(kind: str) -> str:
+    return f"{PREFIXES[kind]}-{uuid7()}"

@@ -1,0 +1,165 @@
+"""The gRPC interceptor every service shares: request id, auth and tenancy, rate limit, required fields,
+idempotency and error mapping — in that order, once, for REST (through the gateway) and gRPC callers alike."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.message import Message
+from hyphae.api.v1 import options_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server import auth
+from server.errors import Conflict, HyphaeError, InvalidArgument, RateLimited
+from server.ids import new_id
+from server.ratelimit import RateLimiter
+from server.store import idempotency
+from server.store.db import connect
+from server.validation import check_required
+
+log = logging.getLogger("hyphae.server")
+Trailers = list[tuple[str, str]]
+
+
+def method_rule(method_path: str) -> options_pb2.MethodRule | None:
+    """The MethodRule of "/pkg.Service/Method", or None for methods outside our contract (health, reflection)."""
+    name = method_path.lstrip("/").replace("/", ".")
+    if not name.startswith("hyphae."):
+        return None
+    method = descriptor_pool.Default().FindMethodByName(name)
+    rule: options_pb2.MethodRule = method.GetOptions().Extensions[options_pb2.rule]
+    return rule
+
+
+class Gatekeeper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authenticator: auth.Authenticator, limiter: RateLimiter, engine: AsyncEngine) -> None:
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.engine = engine
+        self._rules: dict[str, options_pb2.MethodRule | None] = {}
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        method: str = details.method
+        if method not in self._rules:
+            self._rules[method] = method_rule(method)
+        rule = self._rules[method]
+        if handler is None or rule is None:
+            return handler
+        metadata = {key: value for key, value in (details.invocation_metadata or ()) if isinstance(value, str)}
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, rule, metadata,
+                                                            handler.response_serializer))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, rule, metadata))
+        return handler
+
+    async def _admit(self, request: Message, rule: options_pb2.MethodRule, metadata: dict[str, str],
+                     trailers: Trailers) -> auth.Principal:
+        principal = await self.authenticator.authenticate(metadata, rule)
+        auth.current_principal.set(principal)
+        if rule.access != options_pb2.ACCESS_PUBLIC:
+            decision = self.limiter.check(principal.rate_key)
+            trailers.extend(decision.headers())
+            if not decision.allowed:
+                raise RateLimited(f"rate limit of {decision.limit} requests per minute exceeded; retry in "
+                                  f"{decision.retry_after} s", retry_after=decision.retry_after)
+        check_required(request)
+        return principal
+
+    def _unary(self, inner: Callable[[Any, Any], Awaitable[Any]], method: str, rule: options_pb2.MethodRule,
+               metadata: dict[str, str], serializer: Callable[[Any], bytes]) -> Callable[..., Awaitable[Any]]:
+        async def call(request: Message, context: grpc.aio.ServicerContext) -> Any:
+            trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
+            failure: HyphaeError | None = None
+            try:
+                principal = await self._admit(request, rule, metadata, trailers)
+                key = metadata.get("idempotency-key", "")
+                if key and rule.access != options_pb2.ACCESS_READ:
+                    response = await self._idempotent(inner, request, context, method, principal.scope, key,
+                                                      serializer)
+                else:
+                    response = await inner(request, context)
+                context.set_trailing_metadata(tuple(trailers))
+                return response
+            except HyphaeError as exc:
+                failure = exc
+            except Exception:
+                log.exception("unhandled error in %s (request id %s)", method, trailers[0][1])
+                failure = HyphaeError(f"internal error; quote request id {trailers[0][1]} when reporting it")
+            await _abort(context, failure, trailers)
+
+        return call
+
+    def _stream(self, inner: Callable[[Any, Any], AsyncIterator[Any]], rule: options_pb2.MethodRule,
+                metadata: dict[str, str]) -> Callable[..., AsyncIterator[Any]]:
+        async def call(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
+            failure: HyphaeError | None = None
+            try:
+                await self._admit(request, rule, metadata, trailers)
+                async for item in inner(request, context):
+                    yield item
+                context.set_trailing_metadata(tuple(trailers))
+                return
+            except HyphaeError as exc:
+                failure = exc
+            except Exception:
+                log.exception("unhandled error in stream (request id %s)", trailers[0][1])
+                failure = HyphaeError(f"internal error; quote request id {trailers[0][1]} when reporting it")
+            await _abort(context, failure, trailers)
+
+        return call
+
+    async def _idempotent(self, inner: Callable[[Any, Any], Awaitable[Any]], request: Message,
+                          context: grpc.aio.ServicerContext, method: str, scope: str, key: str,
+                          serializer: Callable[[Any], bytes]) -> Any:
+        """Same key + same request -> the stored answer; other request -> 422; first call still running -> 409."""
+        if len(key) > 255:
+            raise InvalidArgument("must be at most 255 characters", field="Idempotency-Key")
+        request_hash = hashlib.sha256(method.encode() + b"\0" + request.SerializeToString(deterministic=True))
+        async with connect(self.engine) as connection:
+            claim = await idempotency.claim(connection, scope, key, method, request_hash.hexdigest())
+        if not claim.fresh:
+            if claim.method != method or claim.request_hash != request_hash.hexdigest():
+                raise InvalidArgument("this Idempotency-Key was already used with a different request; use a new "
+                                      "key for a new request", field="Idempotency-Key",
+                                      reason="IDEMPOTENCY_KEY_REUSED")
+            if claim.response is None:
+                raise Conflict("a request with this Idempotency-Key is still in progress; retry shortly",
+                               reason="IDEMPOTENCY_IN_PROGRESS")
+            response_class = type(await _empty_response(method))
+            return response_class.FromString(claim.response)
+        try:
+            response = await inner(request, context)
+        except BaseException:
+            async with connect(self.engine) as connection:
+                await idempotency.release(connection, scope, key)
+            raise
+        async with connect(self.engine) as connection:
+            await idempotency.complete(connection, scope, key, serializer(response))
+        return response
+
+
+async def _empty_response(method: str) -> Message:
+    from google.protobuf import message_factory
+
+    name = method.lstrip("/").replace("/", ".")
+    descriptor = descriptor_pool.Default().FindMethodByName(name).output_type
+    return message_factory.GetMessageClass(descriptor)()
+
+
+async def _abort(context: grpc.aio.ServicerContext, failure: HyphaeError | None, trailers: Trailers) -> None:
+    assert failure is not None
+    trailers.append(("hyphae-reason", failure.reason))
+    if isinstance(failure, InvalidArgument) and failure.field:
+        trailers.append(("hyphae-field", failure.field))
+    if isinstance(failure, RateLimited):
+        trailers.append(("retry-after", str(failure.retry_after)))
+    await context.abort(failure.code, failure.message, trailing_metadata=tuple(trailers))

@@ -1,0 +1,116 @@
+"""GatewayService: signup, accounts, orgs and API keys (management tokens)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from grpc import aio
+from hyphae.gateway.v1 import account_pb2, gateway_service_pb2_grpc
+from hyphae.gateway.v1 import gateway_service_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server import auth
+from server.errors import InvalidArgument
+from server.ids import new_id
+from server.services import timestamp
+from server.store import TenantRepository, accounts
+from server.store.db import connect
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ORG_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+PERMISSIONS = {
+    account_pb2.KEY_PERMISSIONS_UNSPECIFIED: "full", account_pb2.KEY_PERMISSIONS_FULL: "full",
+    account_pb2.KEY_PERMISSIONS_READ_ONLY: "read_only", account_pb2.KEY_PERMISSIONS_EXECUTE_ONLY: "execute_only",
+}
+PERMISSION_ENUM = {"full": account_pb2.KEY_PERMISSIONS_FULL, "read_only": account_pb2.KEY_PERMISSIONS_READ_ONLY,
+                   "execute_only": account_pb2.KEY_PERMISSIONS_EXECUTE_ONLY}
+KIND_ENUM = {"secret": account_pb2.KEY_KIND_SECRET, "publishable": account_pb2.KEY_KIND_PUBLISHABLE}
+
+
+def org_proto(row: Any) -> account_pb2.Org:
+    return account_pb2.Org(id=row.id, name=row.name, created_at=timestamp(row.created_at))
+
+
+def key_proto(row: Any, secret: str | None = None) -> account_pb2.ApiKey:
+    return account_pb2.ApiKey(id=row.id, org_id=row.org_id, label=row.label,
+                              permissions=PERMISSION_ENUM[row.permissions], kind=KIND_ENUM[row.kind],
+                              prefix=row.prefix, key=secret, created_at=timestamp(row.created_at),
+                              last_used_at=timestamp(row.last_used_at))
+
+
+async def create_key(repo: TenantRepository, *, label: str, permissions: str,
+                     kind: str = "secret") -> account_pb2.ApiKey:
+    """A new key; the secret is in the answer only."""
+    prefix = auth.PUBLISHABLE_KEY_PREFIX if kind == "publishable" else auth.SECRET_KEY_PREFIX
+    secret, digest, shown = auth.new_secret(prefix)
+    row = await accounts.create_key(repo, label=label, kind=kind, permissions=permissions, prefix=shown,
+                                    key_hash=digest)
+    return key_proto(row, secret)
+
+
+class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
+    def __init__(self, engine: AsyncEngine, authenticator: auth.Authenticator) -> None:
+        self.engine = engine
+        self.authenticator = authenticator
+
+    async def Signup(self, request: pb.SignupRequest, context: aio.ServicerContext) -> pb.SignupResponse:
+        email = request.email.strip().lower()
+        if not EMAIL.match(email):
+            raise InvalidArgument("must be an email address", field="email")
+        name = request.name.strip() or email
+        token, digest, _ = auth.new_secret(auth.MANAGEMENT_TOKEN_PREFIX)
+        async with connect(self.engine) as connection:
+            account = await accounts.create_account(connection, email=email, name=name, token_hash=digest)
+            org = await accounts.create_org(connection, org_id=new_id("org"), name=name, account_id=account.id)
+            key = await create_key(TenantRepository(connection, org.id), label="default", permissions="full")
+        return pb.SignupResponse(
+            account=account_pb2.Account(id=account.id, email=account.email, name=account.name,
+                                        created_at=timestamp(account.created_at)),
+            org=org_proto(org), management_token=token, api_key=key)
+
+    async def GetAccount(self, request: pb.GetAccountRequest, context: aio.ServicerContext) -> pb.GetAccountResponse:
+        account_id = auth.principal().account_id
+        async with connect(self.engine) as connection:
+            account = await accounts.account(connection, account_id)
+            orgs = await accounts.account_orgs(connection, account_id)
+        return pb.GetAccountResponse(
+            account=account_pb2.Account(id=account.id, email=account.email, name=account.name,
+                                        created_at=timestamp(account.created_at)),
+            orgs=[org_proto(row) for row in orgs])
+
+    async def ListOrgs(self, request: pb.ListOrgsRequest, context: aio.ServicerContext) -> pb.ListOrgsResponse:
+        async with connect(self.engine) as connection:
+            orgs = await accounts.account_orgs(connection, auth.principal().account_id)
+        return pb.ListOrgsResponse(orgs=[org_proto(row) for row in orgs])
+
+    async def CreateOrg(self, request: pb.CreateOrgRequest, context: aio.ServicerContext) -> pb.CreateOrgResponse:
+        if request.id and not ORG_ID.match(request.id):
+            raise InvalidArgument("must be 2-63 lowercase letters, digits, '-' or '_'", field="id")
+        async with connect(self.engine) as connection:
+            org = await accounts.create_org(connection, org_id=request.id or new_id("org"),
+                                            name=request.name.strip(), account_id=auth.principal().account_id)
+        return pb.CreateOrgResponse(org=org_proto(org))
+
+    async def ListApiKeys(self, request: pb.ListApiKeysRequest,
+                          context: aio.ServicerContext) -> pb.ListApiKeysResponse:
+        async with connect(self.engine) as connection:
+            await accounts.account_org(connection, auth.principal().account_id, request.org_id)
+            rows = await accounts.list_keys(TenantRepository(connection, request.org_id))
+        return pb.ListApiKeysResponse(api_keys=[key_proto(row) for row in rows])
+
+    async def CreateApiKey(self, request: pb.CreateApiKeyRequest,
+                           context: aio.ServicerContext) -> pb.CreateApiKeyResponse:
+        async with connect(self.engine) as connection:
+            await accounts.account_org(connection, auth.principal().account_id, request.org_id)
+            key = await create_key(TenantRepository(connection, request.org_id), label=request.label,
+                                   permissions=PERMISSIONS[request.permissions])
+        return pb.CreateApiKeyResponse(api_key=key)
+
+    async def DeleteApiKey(self, request: pb.DeleteApiKeyRequest,
+                           context: aio.ServicerContext) -> pb.DeleteApiKeyResponse:
+        async with connect(self.engine) as connection:
+            await accounts.account_org(connection, auth.principal().account_id, request.org_id)
+            await accounts.revoke_key(TenantRepository(connection, request.org_id), request.key_id)
+        self.authenticator.forget()
+        return pb.DeleteApiKeyResponse(key_id=request.key_id, deleted=True)

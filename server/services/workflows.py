@@ -1,0 +1,79 @@
+"""WorkflowService: Hyphen workflow definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpc import aio
+from hyphae.workflows.v1 import workflow_pb2, workflow_service_pb2_grpc
+from hyphae.workflows.v1 import workflow_service_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server import auth, jsonvalue
+from server.domain import builtin_actions, dsl
+from server.errors import InvalidArgument
+from server.services import timestamp
+from server.store import TenantRepository, pagination, tenant
+from server.store import actions as action_store
+from server.store import workflows as store
+
+
+def to_proto(row: Any) -> workflow_pb2.Workflow:
+    return workflow_pb2.Workflow(
+        id=row.id, name=row.name, description=row.description, definition={"raw": row.definition},
+        version=row.version, created_at=timestamp(row.created_at), updated_at=timestamp(row.updated_at))
+
+
+async def validated_definition(repo: TenantRepository, workflow: workflow_pb2.Workflow) -> str:
+    """The definition text, after the DSL validator accepted it; errors name the path."""
+    if not workflow.name.strip() or len(workflow.name) > 200:
+        raise InvalidArgument("must be 1-200 characters", field="workflow.name")
+    definition = jsonvalue.parse(workflow.definition, "workflow.definition")
+    registered = await action_store.names(repo)
+    try:
+        dsl.validate_definition(definition, step_types=registered | builtin_actions.NAMES)
+    except dsl.DefinitionError as exc:
+        raise InvalidArgument(exc.message, field=f"workflow.{exc.path}") from None
+    return workflow.definition.raw
+
+
+class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def CreateWorkflow(self, request: pb.CreateWorkflowRequest,
+                             context: aio.ServicerContext) -> pb.CreateWorkflowResponse:
+        async with tenant(self.engine, auth.org_id()) as repo:
+            definition = await validated_definition(repo, request.workflow)
+            row = await store.create(repo, name=request.workflow.name, description=request.workflow.description,
+                                     definition=definition)
+        return pb.CreateWorkflowResponse(workflow=to_proto(row))
+
+    async def ListWorkflows(self, request: pb.ListWorkflowsRequest,
+                            context: aio.ServicerContext) -> pb.ListWorkflowsResponse:
+        page = pagination.page_request(page_size=request.page_size, page_token=request.page_token,
+                                       limit=request.limit, offset=request.offset, filters={"name": request.name})
+        async with tenant(self.engine, auth.org_id()) as repo:
+            rows, token = await store.page(repo, page, name=request.name)
+        return pb.ListWorkflowsResponse(workflows=[to_proto(row) for row in rows], next_page_token=token)
+
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest,
+                          context: aio.ServicerContext) -> pb.GetWorkflowResponse:
+        async with tenant(self.engine, auth.org_id()) as repo:
+            row = await store.get(repo, request.id)
+        return pb.GetWorkflowResponse(workflow=to_proto(row))
+
+    async def UpdateWorkflow(self, request: pb.UpdateWorkflowRequest,
+                             context: aio.ServicerContext) -> pb.UpdateWorkflowResponse:
+        async with tenant(self.engine, auth.org_id()) as repo:
+            await store.get(repo, request.id)  # 404 before 400 for another org's id
+            definition = await validated_definition(repo, request.workflow)
+            row = await store.update(repo, request.id, name=request.workflow.name,
+                                     description=request.workflow.description, definition=definition)
+        return pb.UpdateWorkflowResponse(workflow=to_proto(row))
+
+    async def DeleteWorkflow(self, request: pb.DeleteWorkflowRequest,
+                             context: aio.ServicerContext) -> pb.DeleteWorkflowResponse:
+        async with tenant(self.engine, auth.org_id()) as repo:
+            await store.delete(repo, request.id)
+        return pb.DeleteWorkflowResponse(id=request.id, deleted=True)

@@ -1,0 +1,73 @@
+"""Connections: the async engine (pool) and Alembic migrations."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from server.errors import Unavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Serialises migrations when several processes start against one database.
+MIGRATION_LOCK = 0x4859504845  # "HYPHE"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """postgres:// and postgresql:// URLs -> the psycopg 3 dialect."""
+    for scheme in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]!r} (expected postgresql://...)")
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size,
+                               pool_pre_ping=True, pool_recycle=1800)
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Apply migrations (blocking). Safe to call from several processes at once."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(sa.select(sa.func.pg_advisory_lock(MIGRATION_LOCK)))
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            connection.commit()
+        finally:
+            connection.execute(sa.select(sa.func.pg_advisory_unlock(MIGRATION_LOCK)))
+            connection.commit()
+    engine.dispose()
+
+
+def ensure_database(url: str, name: str) -> str:
+    """Create database `name` on the server of `url` if missing; return the URL of that database."""
+    engine = sa.create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        exists = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if not exists:
+            with contextlib.suppress(sa.exc.ProgrammingError):  # created concurrently
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return str(sa.engine.make_url(sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False))
+
+
+@contextlib.asynccontextmanager
+async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction; a lost database becomes UNAVAILABLE (503) instead of an internal error."""
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if getattr(exc, "connection_invalidated", False) or isinstance(exc, sa.exc.InterfaceError) or \
+                "connection" in str(exc.orig).lower():
+            raise Unavailable("the database is unreachable; retry shortly") from exc
+        raise

@@ -1,0 +1,54 @@
+"""Stored answers of calls made with an Idempotency-Key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.store.tables import idempotency_keys
+
+# A key whose first call never finished (crashed process) can be reused after this long.
+ABANDONED_AFTER = timedelta(minutes=2)
+# How long answers are kept.
+RETENTION = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Claim:
+    fresh: bool  # this call owns the key and must run
+    method: str = ""
+    request_hash: str = ""
+    response: bytes | None = None  # the stored answer, when the first call finished
+
+
+async def claim(connection: AsyncConnection, scope: str, key: str, method: str, request_hash: str) -> Claim:
+    table = idempotency_keys
+    stale = sa.or_(table.c.created_at < sa.func.now() - RETENTION,
+                   sa.and_(table.c.response.is_(None), table.c.created_at < sa.func.now() - ABANDONED_AFTER))
+    statement = insert(table).values(scope=scope, key=key, method=method, request_hash=request_hash)
+    statement = statement.on_conflict_do_update(
+        index_elements=["scope", "key"],
+        set_={"method": method, "request_hash": request_hash, "response": None, "created_at": sa.func.now()},
+        where=stale)
+    inserted = (await connection.execute(statement.returning(table.c.key))).first()
+    if inserted is not None:
+        return Claim(fresh=True)
+    row = (await connection.execute(sa.select(table).where(table.c.scope == scope, table.c.key == key))).one()
+    return Claim(fresh=False, method=row.method, request_hash=row.request_hash, response=row.response)
+
+
+async def complete(connection: AsyncConnection, scope: str, key: str, response: bytes) -> None:
+    table = idempotency_keys
+    await connection.execute(sa.update(table).where(table.c.scope == scope, table.c.key == key)
+                             .values(response=response))
+
+
+async def release(connection: AsyncConnection, scope: str, key: str) -> None:
+    """The first call failed: forget the key so the client can retry with it."""
+    table = idempotency_keys
+    await connection.execute(sa.delete(table).where(table.c.scope == scope, table.c.key == key,
+                                                    table.c.response.is_(None)))
