@@ -1,0 +1,105 @@
+"""`hyphae serve` as a newcomer runs it: embedded Postgres, REST + gRPC, clean Ctrl-C, data kept across starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+HYPHAE = [sys.executable, "-m", "server.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Under /tmp and world-traversable: as root, the embedded Postgres runs as an unprivileged user.
+    path = Path(tempfile.mkdtemp(prefix="hyphae-serve-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def environment(data_dir: Path, http_port: int, grpc_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
+    env.update(HYPHAE_DATA_DIR=str(data_dir), HYPHAE_HTTP_PORT=str(http_port), HYPHAE_GRPC_PORT=str(grpc_port))
+    return env
+
+
+def start(env: dict[str, str], http_port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(HYPHAE + ["serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"hyphae serve exited early:\n{process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("hyphae serve did not answer /health within 60 s")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_serve_stops_cleanly_and_keeps_data_between_starts(data_dir: Path) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    env = environment(data_dir, http_port, grpc_port)
+    base = f"http://127.0.0.1:{http_port}"
+    headers = {"X-Org-Id": "tutorial-org"}
+    workflow = {"name": "kept", "definition": {"actions": [{"type": "PbotApproval", "properties": {"comment": "?"}}]}}
+
+    first = start(env, http_port)
+    try:
+        assert httpx.post(f"{base}/workflows", json=workflow, headers=headers).status_code == 201
+    finally:
+        output = stop(first)
+    assert f"REST http://127.0.0.1:{http_port}" in output
+    assert not list(data_dir.glob("pgdata/postmaster.pid")), "the embedded Postgres must stop with the server"
+
+    second = start(env, http_port)
+    try:
+        names = [w["name"] for w in httpx.get(f"{base}/workflows", headers=headers).json()["workflows"]]
+        assert names == ["kept"]
+    finally:
+        stop(second)
+
+
+def test_orgs_create_prints_a_working_key(data_dir: Path) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    env = environment(data_dir, http_port, grpc_port)
+    created = subprocess.run(HYPHAE + ["orgs", "create", "Acme", "--id", "acme"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert created.returncode == 0, created.stderr
+    key = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("key:"))
+    assert key.startswith("sk-hyp-")
+    process = start(env, http_port)
+    try:
+        listed = httpx.get(f"http://127.0.0.1:{http_port}/workflows", headers={"Authorization": f"Bearer {key}"})
+        assert listed.status_code == 200
+        assert listed.json() == {"workflows": [], "next_page_token": ""}
+    finally:
+        stop(process)
