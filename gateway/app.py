@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from hyphae.api.v1 import options_pb2
 from starlette.applications import Starlette
@@ -25,6 +26,7 @@ from starlette.routing import Route
 from gateway import codec
 from gateway.bindings import Binding, Router, bindings_of, load_services
 from gateway.errors import error_body, http_status
+from gateway.streaming import apply_resume, stream_response, wants_ndjson
 from gateway.transcode import build_request
 
 OPENAPI = Path(__file__).resolve().parent.parent / "generated" / "openapi.json"
@@ -43,10 +45,11 @@ def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> Resp
 
 
 class Gateway:
-    def __init__(self, grpc_target: str, *, max_body_bytes: int) -> None:
+    def __init__(self, grpc_target: str, *, max_body_bytes: int,
+                 services: list[ServiceDescriptor] | None = None) -> None:
         self.grpc_target = grpc_target
         self.max_body_bytes = max_body_bytes
-        self.router = Router(bindings_of(load_services()))
+        self.router = Router(bindings_of(services if services is not None else load_services()))
         self.channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Callable[..., Any]] = {}
 
@@ -64,8 +67,9 @@ class Gateway:
         call = self._calls.get(binding.grpc_path)
         if call is None:
             assert self.channel is not None, "the gateway's channel opens in the app lifespan"
-            call = self.channel.unary_unary(binding.grpc_path, request_serializer=binding.request_class.SerializeToString,
-                                            response_deserializer=binding.response_class.FromString)
+            factory = self.channel.unary_stream if binding.server_streaming else self.channel.unary_unary
+            call = factory(binding.grpc_path, request_serializer=binding.request_class.SerializeToString,
+                           response_deserializer=binding.response_class.FromString)
             self._calls[binding.grpc_path] = call
         return call
 
@@ -98,6 +102,8 @@ class Gateway:
                 raw = await self._body(request)
                 body = codec.loads(raw) if raw.strip() else None
             message = build_request(binding, body, match.path_params, request.query_params)
+            if binding.server_streaming:
+                apply_resume(binding, message, request.headers.get("last-event-id"))
         except BodyTooLarge:
             return _json(error_body(binding.dialect, 413, f"request body exceeds {self.max_body_bytes} bytes",
                                     "PAYLOAD_TOO_LARGE"), 413, headers)
@@ -106,6 +112,13 @@ class Gateway:
         metadata = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
         if "x-request-id" not in request.headers:
             metadata.append(("x-request-id", request_id))
+        if binding.server_streaming:
+            stream = self._call(binding)(message, metadata=metadata)
+            try:
+                return await stream_response(binding, stream, wants_ndjson(request.headers.get("accept", "")),
+                                             headers)
+            except grpc.aio.AioRpcError as exc:
+                return self._error(binding, exc, headers)
         call = self._call(binding)(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
         try:
             response = await call
@@ -154,8 +167,10 @@ async def docs(request: Request) -> Response:
     return HTMLResponse(page)
 
 
-def create_app(grpc_target: str, *, max_body_bytes: int = 4 * 1024 * 1024) -> Starlette:
-    gateway = Gateway(grpc_target, max_body_bytes=max_body_bytes)
+def create_app(grpc_target: str, *, max_body_bytes: int = 4 * 1024 * 1024,
+               services: list[ServiceDescriptor] | None = None) -> Starlette:
+    """The REST app for the contract's services (or, for tests, the given ones)."""
+    gateway = Gateway(grpc_target, max_body_bytes=max_body_bytes, services=services)
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [Route("/openapi.json", openapi, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
               Route("/{path:path}", gateway.handle, methods=methods)]

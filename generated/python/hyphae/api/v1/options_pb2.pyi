@@ -122,22 +122,32 @@ class MethodRule(_message.Message):
     ACCESS_FIELD_NUMBER: _builtins.int
     SUCCESS_STATUS_FIELD_NUMBER: _builtins.int
     PUBLISHABLE_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_FIELD_NUMBER: _builtins.int
     access: Global___Access.ValueType
     """Which credentials may call the method."""
     success_status: _builtins.int
     """HTTP status of a successful REST answer; 0 means 200."""
     publishable: _builtins.bool
     """Whether a publishable key (pk_live_...) may call it; only /sdk/* methods set this."""
+    resume_field: _builtins.str
+    """Server-streaming methods: the request field the REST gateway fills from the Last-Event-ID header, so a
+    reconnecting client resumes after the last event it saw (e.g. "after_sequence").
+    """
+    sequence_field: _builtins.str
+    """Server-streaming methods: the response field whose value is each SSE event's `id:` (e.g. "sequence")."""
     def __init__(
         self,
         *,
         access: Global___Access.ValueType = ...,
         success_status: _builtins.int = ...,
         publishable: _builtins.bool = ...,
+        resume_field: _builtins.str = ...,
+        sequence_field: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "publishable", b"publishable", "success_status", b"success_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "publishable", b"publishable", "resume_field", b"resume_field", "sequence_field", b"sequence_field", "success_status", b"success_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

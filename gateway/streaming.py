@@ -1,0 +1,96 @@
+"""Server-streaming RPCs over REST: Server-Sent Events by default, NDJSON with `Accept: application/x-ndjson`.
+
+SSE events carry `id:` = the message's sequence field (MethodRule.sequence_field), and a reconnect's
+`Last-Event-ID` fills the request's resume field (MethodRule.resume_field), so nothing is lost or repeated.
+Errors before the first message are ordinary error responses; after it, a final `event: error` (SSE) or an
+`{"error": …}` line (NDJSON). A comment line every HEARTBEAT_SECONDS keeps idle proxies from closing the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from starlette.responses import StreamingResponse
+
+from gateway import codec
+from gateway.bindings import Binding
+from gateway.errors import error_body, http_status
+
+HEARTBEAT_SECONDS = 15.0
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+
+
+def wants_ndjson(accept: str) -> bool:
+    return NDJSON in accept and SSE not in accept
+
+
+def apply_resume(binding: Binding, message: Message, last_event_id: str | None) -> None:
+    """Last-Event-ID -> the request's resume field (only when the request did not set it itself)."""
+    field_name = binding.rule.resume_field
+    if not last_event_id or not field_name:
+        return
+    target, field = codec.resolve_path(message, field_name)
+    already_set = target.HasField(field.name) if codec.has_presence(field) else bool(getattr(target, field.name))
+    if already_set:
+        return
+    codec.set_field(target, field, last_event_id.strip(), "Last-Event-ID", from_text=True)
+
+
+def _frame(binding: Binding, item: Message, ndjson: bool) -> str:
+    data = codec.dumps(codec.message_value_to_wire(item))
+    if ndjson:
+        return data + "\n"
+    sequence_field = binding.rule.sequence_field
+    event_id = f"id: {getattr(item, sequence_field)}\n" if sequence_field else ""
+    return f"{event_id}data: {data}\n\n"
+
+
+def _error_frame(binding: Binding, exc: grpc.aio.AioRpcError, ndjson: bool) -> str:
+    reason = str(dict(exc.trailing_metadata() or ()).get("hyphae-reason", ""))
+    status = http_status(exc.code(), reason)
+    body = error_body(binding.dialect, status, exc.details() or exc.code().name.lower(), reason)
+    if ndjson:
+        return codec.dumps({"error": body}) + "\n"
+    return f"event: error\ndata: {codec.dumps(body)}\n\n"
+
+
+async def stream_response(binding: Binding, call: Any, ndjson: bool,
+                          headers: dict[str, str]) -> StreamingResponse:
+    """Wait for the first message (so early errors keep their status), then stream the rest."""
+    iterator = call.__aiter__()
+    first: Message | None
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        first = None
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            if first is not None:
+                yield _frame(binding, first, ndjson)
+                pending = asyncio.ensure_future(iterator.__anext__())
+                while True:
+                    done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+                    if not done:
+                        yield "\n" if ndjson else ": keepalive\n\n"
+                        continue
+                    try:
+                        item = pending.result()
+                    except StopAsyncIteration:
+                        break
+                    yield _frame(binding, item, ndjson)
+                    pending = asyncio.ensure_future(iterator.__anext__())
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                yield _error_frame(binding, exc, ndjson)
+        finally:
+            call.cancel()  # the client went away, or we are done: stop the server-side stream
+
+    media_type = NDJSON if ndjson else SSE
+    return StreamingResponse(body(), media_type=media_type,
+                             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
