@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from gateway import codec
 from gateway.bindings import Binding, Router, bindings_of, load_services
-from gateway.errors import error_body, http_status
+from gateway.errors import error_body, http_status, trailer
 from gateway.streaming import apply_resume, stream_response, wants_ndjson
 from gateway.transcode import build_request
 
@@ -61,7 +61,7 @@ class Gateway:
         try:
             yield
         finally:
-            await self.channel.close()
+            await self.channel.close(None)
 
     def _call(self, binding: Binding) -> Callable[..., Any]:
         call = self._calls.get(binding.grpc_path)
@@ -90,9 +90,9 @@ class Gateway:
         match, path_known = self.router.match(request.method, request.url.path)
         if match is None:
             status = 405 if path_known else 404
-            message = (f"{request.method} is not allowed on {request.url.path}" if path_known
-                       else f"no route for {request.method} {request.url.path}")
-            return _json(error_body(options_pb2.DIALECT_HYPHEN, status, message), status,
+            text = (f"{request.method} is not allowed on {request.url.path}" if path_known
+                    else f"no route for {request.method} {request.url.path}")
+            return _json(error_body(options_pb2.DIALECT_HYPHEN, status, text), status,
                          {"x-request-id": request_id})
         binding = match.binding
         headers = {"x-request-id": request_id}
@@ -131,11 +131,10 @@ class Gateway:
         return _json(data, binding.rule.success_status or 200, headers)
 
     def _error(self, binding: Binding, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:
-        trailers = dict(exc.trailing_metadata() or ())
         headers.update(_returned(exc.trailing_metadata()))
-        reason = str(trailers.get("hyphae-reason", ""))
+        reason = trailer(exc.trailing_metadata(), "hyphae-reason")
         message = exc.details() or exc.code().name.lower()
-        field = str(trailers.get("hyphae-field", ""))
+        field = trailer(exc.trailing_metadata(), "hyphae-field")
         if field and binding.body not in ("", "*") and field.startswith(binding.body + ".") \
                 and message.startswith(field + ":"):
             message = field[len(binding.body) + 1:] + message[len(field):]  # name the field as the client sent it

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from typing import Any
+from typing import Any, TypeAlias
 
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor as d
@@ -31,6 +31,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from hyphae.api.v1 import json_pb2, options_pb2
 
+# The upb runtime and the pure-Python runtime have different descriptor classes and the stubs name both;
+# these aliases keep signatures readable.
+Field: TypeAlias = Any
+MessageType: TypeAlias = Any
 JSON_MESSAGE = json_pb2.Json.DESCRIPTOR.full_name
 _INT32 = (-(2**31), 2**31 - 1)
 _UINT32 = (0, 2**32 - 1)
@@ -148,26 +152,26 @@ def _lower_camel(name: str) -> str:
 
 
 @cache
-def field_case(message: d.Descriptor) -> int:
+def field_case(message: MessageType) -> int:
     options = message.file.GetOptions()
     return int(options.Extensions[options_pb2.field_case])
 
 
 @cache
-def wire_name(field: d.FieldDescriptor) -> str:
+def wire_name(field: Field) -> str:
     """The name a field has on the wire in its file's dialect."""
     explicit = field.GetOptions().Extensions[options_pb2.wire_name]
     if explicit:
         return str(explicit)
     if field_case(field.containing_type) == options_pb2.FIELD_CASE_CAMEL:
         return _lower_camel(field.name)
-    return field.name
+    return str(field.name)
 
 
 @cache
-def input_names(message: d.Descriptor) -> dict[str, d.FieldDescriptor]:
+def input_names(message: MessageType) -> dict[str, Field]:
     """Every spelling accepted on input: the wire name, the proto name and the lowerCamel JSON name."""
-    names: dict[str, d.FieldDescriptor] = {}
+    names: dict[str, Field] = {}
     for field in message.fields:
         for name in (field.name, field.json_name, wire_name(field)):
             names.setdefault(name, field)
@@ -175,7 +179,7 @@ def input_names(message: d.Descriptor) -> dict[str, d.FieldDescriptor]:
 
 
 @cache
-def enum_wire_names(enum: d.EnumDescriptor) -> dict[int, str]:
+def enum_wire_names(enum: Any) -> dict[int, str]:
     """Number -> wire literal (the `value_name` option, else the proto name)."""
     names = {}
     for value in enum.values:
@@ -185,7 +189,7 @@ def enum_wire_names(enum: d.EnumDescriptor) -> dict[int, str]:
 
 
 @cache
-def _enum_inputs(enum: d.EnumDescriptor) -> dict[str, int]:
+def _enum_inputs(enum: Any) -> dict[str, int]:
     accepted: dict[str, int] = {}
     for value in enum.values:
         accepted[value.name] = value.number
@@ -196,29 +200,29 @@ def _enum_inputs(enum: d.EnumDescriptor) -> dict[str, int]:
     return accepted
 
 
-def has_presence(field: d.FieldDescriptor) -> bool:
+def has_presence(field: Field) -> bool:
     return bool(field.has_presence) and not _is_repeated(field)
 
 
-def _is_repeated(field: d.FieldDescriptor) -> bool:
+def _is_repeated(field: Field) -> bool:
     return bool(field.is_repeated)
 
 
-def is_map(field: d.FieldDescriptor) -> bool:
+def is_map(field: Field) -> bool:
     return bool(_is_repeated(field) and field.message_type is not None
                 and field.message_type.GetOptions().map_entry)
 
 
 @cache
-def behaviors(field: d.FieldDescriptor) -> frozenset[int]:
+def behaviors(field: Field) -> frozenset[int]:
     return frozenset(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])
 
 
-def is_output_only(field: d.FieldDescriptor) -> bool:
+def is_output_only(field: Field) -> bool:
     return field_behavior_pb2.OUTPUT_ONLY in behaviors(field)
 
 
-def is_required(field: d.FieldDescriptor) -> bool:
+def is_required(field: Field) -> bool:
     return field_behavior_pb2.REQUIRED in behaviors(field)
 
 
@@ -237,7 +241,7 @@ def to_wire(message: Message) -> dict[str, Any]:
             continue
         value = getattr(message, field.name)
         if is_map(field):
-            value_field = field.message_type.fields_by_name["value"]
+            value_field = field.message_type.fields_by_name["value"]  # type: ignore[union-attr]
             out[wire_name(field)] = {str(k): _value_to_wire(value_field, v) for k, v in value.items()}
         elif _is_repeated(field):
             out[wire_name(field)] = [_value_to_wire(field, item) for item in value]
@@ -246,7 +250,7 @@ def to_wire(message: Message) -> dict[str, Any]:
     return out
 
 
-def _value_to_wire(field: d.FieldDescriptor, value: Any) -> Any:
+def _value_to_wire(field: Field, value: Any) -> Any:
     if field.type == d.FieldDescriptor.TYPE_MESSAGE:
         return message_value_to_wire(value)
     if field.type == d.FieldDescriptor.TYPE_ENUM:
@@ -282,7 +286,7 @@ def from_wire(data: Any, message: Message, path: str = "") -> None:
         set_field(message, field, value, _join(path, wire_name(field)))
 
 
-def set_field(message: Message, field: d.FieldDescriptor, value: Any, path: str, *, from_text: bool = False) -> None:
+def set_field(message: Message, field: Field, value: Any, path: str, *, from_text: bool = False) -> None:
     """Set one field from a JSON value (or, with from_text, from a query/path string)."""
     if is_map(field):
         if not isinstance(value, dict):
@@ -345,7 +349,7 @@ _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
 _INT_TEXT = re.compile(r"^-?\d+$")
 
 
-def _scalar(field: d.FieldDescriptor, value: Any, path: str, *, from_text: bool = False) -> Any:
+def _scalar(field: Field, value: Any, path: str, *, from_text: bool = False) -> Any:
     kind = field.type
     if kind == d.FieldDescriptor.TYPE_STRING:
         if isinstance(value, str):
@@ -407,7 +411,7 @@ def _integer(value: Any, path: str) -> int:
 # --- helpers for the transcoder --------------------------------------------------------------------------------
 
 
-def resolve_path(message: Message, dotted: str) -> tuple[Message, d.FieldDescriptor]:
+def resolve_path(message: Message, dotted: str) -> tuple[Message, Field]:
     """The message holding the last segment of a dotted proto field path, and that field."""
     *parents, leaf = dotted.split(".")
     for name in parents:
@@ -418,7 +422,7 @@ def resolve_path(message: Message, dotted: str) -> tuple[Message, d.FieldDescrip
     return message, field
 
 
-def iter_fields(message: d.Descriptor, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, d.FieldDescriptor]]:
+def iter_fields(message: MessageType, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Field]]:
     """Every (dotted proto path, field) reachable for query parameters, bounded in depth."""
     for field in message.fields:
         dotted = f"{prefix}{field.name}"

@@ -27,6 +27,14 @@ TITLES = {
 }
 
 
+def trailer(metadata: Any, key: str) -> str:
+    """One value of gRPC (trailing) metadata, or ""."""
+    for name, value in metadata or ():
+        if name == key:
+            return str(value)
+    return ""
+
+
 def http_status(code: grpc.StatusCode, reason: str = "") -> int:
     return REASON_STATUS.get(reason) or HTTP_STATUS.get(code, 500)
 

@@ -18,7 +18,7 @@ from starlette.responses import StreamingResponse
 
 from gateway import codec
 from gateway.bindings import Binding
-from gateway.errors import error_body, http_status
+from gateway.errors import error_body, http_status, trailer
 
 HEARTBEAT_SECONDS = 15.0
 NDJSON = "application/x-ndjson"
@@ -51,7 +51,7 @@ def _frame(binding: Binding, item: Message, ndjson: bool) -> str:
 
 
 def _error_frame(binding: Binding, exc: grpc.aio.AioRpcError, ndjson: bool) -> str:
-    reason = str(dict(exc.trailing_metadata() or ()).get("hyphae-reason", ""))
+    reason = trailer(exc.trailing_metadata(), "hyphae-reason")
     status = http_status(exc.code(), reason)
     body = error_body(binding.dialect, status, exc.details() or exc.code().name.lower(), reason)
     if ndjson:

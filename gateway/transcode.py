@@ -52,7 +52,7 @@ def _derive_update_mask(binding: Binding, message: Message, body: object | None)
 
 
 def _apply_query(message: Message, query: QueryParams, bound: set[str]) -> None:
-    accepted: dict[str, tuple[str, d.FieldDescriptor]] = {}
+    accepted: dict[str, tuple[str, codec.Field]] = {}
     for dotted, field in codec.iter_fields(message.DESCRIPTOR):
         if any(dotted == b or dotted.startswith(b + ".") for b in bound):
             continue

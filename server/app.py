@@ -69,7 +69,7 @@ async def build_grpc_server(engine: AsyncEngine, settings: Settings, address: st
     action_service_pb2_grpc.add_ActionServiceServicer_to_server(ActionService(engine), server)
     org_config_service_pb2_grpc.add_OrgConfigServiceServicer_to_server(OrgConfigService(engine, box), server)
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayService(engine, authenticator), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(address)
@@ -78,6 +78,14 @@ async def build_grpc_server(engine: AsyncEngine, settings: Settings, address: st
     for name in [*SERVICES, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM and stops gRPC and HTTP together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @dataclass
@@ -97,8 +105,7 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
                      f"{settings.host}:{grpc_port}", max_body_bytes=settings.max_body_bytes)
     config = uvicorn.Config(app, host=settings.host, port=settings.http_port, log_level="warning",
                             access_log=False, lifespan="on")
-    http = uvicorn.Server(config)
-    http.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we handle signals ourselves
+    http = QuietServer(config)
     serving = asyncio.create_task(http.serve())
     while not http.started:
         if serving.done():

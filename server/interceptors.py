@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -24,6 +24,7 @@ from server.validation import check_required
 
 log = logging.getLogger("hyphae.server")
 Trailers = list[tuple[str, str]]
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def method_rule(method_path: str) -> options_pb2.MethodRule | None:
@@ -36,7 +37,13 @@ def method_rule(method_path: str) -> options_pb2.MethodRule | None:
     return rule
 
 
-class Gatekeeper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+if TYPE_CHECKING:
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+
+
+class Gatekeeper(_Interceptor):
     def __init__(self, authenticator: auth.Authenticator, limiter: RateLimiter, engine: AsyncEngine) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
@@ -75,7 +82,7 @@ class Gatekeeper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _unary(self, inner: Callable[[Any, Any], Awaitable[Any]], method: str, rule: options_pb2.MethodRule,
                metadata: dict[str, str], serializer: Callable[[Any], bytes]) -> Callable[..., Awaitable[Any]]:
-        async def call(request: Message, context: grpc.aio.ServicerContext) -> Any:
+        async def call(request: Message, context: Context) -> Any:
             trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
             failure: HyphaeError | None = None
             try:
@@ -99,7 +106,7 @@ class Gatekeeper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _stream(self, inner: Callable[[Any, Any], AsyncIterator[Any]], rule: options_pb2.MethodRule,
                 metadata: dict[str, str]) -> Callable[..., AsyncIterator[Any]]:
-        async def call(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Message, context: Context) -> AsyncIterator[Any]:
             trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
             failure: HyphaeError | None = None
             try:
@@ -118,7 +125,7 @@ class Gatekeeper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return call
 
     async def _idempotent(self, inner: Callable[[Any, Any], Awaitable[Any]], request: Message,
-                          context: grpc.aio.ServicerContext, method: str, scope: str, key: str,
+                          context: Context, method: str, scope: str, key: str,
                           serializer: Callable[[Any], bytes]) -> Any:
         """Same key + same request -> the stored answer; other request -> 422; first call still running -> 409."""
         if len(key) > 255:
@@ -155,7 +162,7 @@ async def _empty_response(method: str) -> Message:
     return message_factory.GetMessageClass(descriptor)()
 
 
-async def _abort(context: grpc.aio.ServicerContext, failure: HyphaeError | None, trailers: Trailers) -> None:
+async def _abort(context: Context, failure: HyphaeError | None, trailers: Trailers) -> None:
     assert failure is not None
     trailers.append(("hyphae-reason", failure.reason))
     if isinstance(failure, InvalidArgument) and failure.field:

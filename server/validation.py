@@ -19,7 +19,7 @@ def check_required(message: Message, prefix: str = "") -> None:
             present = message.HasField(field.name)
             if required and not present:
                 raise InvalidArgument("is required", field=path)
-            if present and not field.message_type.full_name.startswith("google.protobuf."):
+            if present and not str(field.message_type.full_name).startswith("google.protobuf."):  # type: ignore[union-attr]
                 check_required(getattr(message, field.name), path + ".")
         elif required:
             value = getattr(message, field.name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from grpc import aio
 from hyphae.actions.v1 import action_pb2, action_service_pb2_grpc
 from hyphae.actions.v1 import action_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import auth
 from server.domain import actions as domain
 from server.domain import builtin_actions
-from server.services import timestamp
+from server.services import Context, timestamp
 from server.store import pagination, tenant
 from server.store import actions as store
 
@@ -40,7 +39,7 @@ class ActionService(action_service_pb2_grpc.ActionServiceServicer):
         self.engine = engine
 
     async def CreateAction(self, request: pb.CreateActionRequest,
-                           context: aio.ServicerContext) -> pb.CreateActionResponse:
+                           context: Context) -> pb.CreateActionResponse:
         spec = _spec(request.action)
         async with tenant(self.engine, auth.org_id()) as repo:
             row = await store.create(repo, action_name=request.action.action_name,
@@ -48,7 +47,7 @@ class ActionService(action_service_pb2_grpc.ActionServiceServicer):
         return pb.CreateActionResponse(action=to_proto(row))
 
     async def ListActions(self, request: pb.ListActionsRequest,
-                          context: aio.ServicerContext) -> pb.ListActionsResponse:
+                          context: Context) -> pb.ListActionsResponse:
         kind = domain.KIND_NAMES.get(request.kind, "")
         page = pagination.page_request(page_size=request.page_size, page_token=request.page_token,
                                        limit=request.limit, offset=request.offset, filters={"kind": kind})
@@ -56,13 +55,13 @@ class ActionService(action_service_pb2_grpc.ActionServiceServicer):
             rows, token = await store.page(repo, page, kind=kind)
         return pb.ListActionsResponse(actions=[to_proto(row) for row in rows], next_page_token=token)
 
-    async def GetAction(self, request: pb.GetActionRequest, context: aio.ServicerContext) -> pb.GetActionResponse:
+    async def GetAction(self, request: pb.GetActionRequest, context: Context) -> pb.GetActionResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             row = await store.get(repo, request.id)
         return pb.GetActionResponse(action=to_proto(row))
 
     async def UpdateAction(self, request: pb.UpdateActionRequest,
-                           context: aio.ServicerContext) -> pb.UpdateActionResponse:
+                           context: Context) -> pb.UpdateActionResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.get(repo, request.id)  # another org's id is 404 before any 400
             spec = _spec(request.action)
@@ -71,7 +70,7 @@ class ActionService(action_service_pb2_grpc.ActionServiceServicer):
         return pb.UpdateActionResponse(action=to_proto(row))
 
     async def ListBuiltinActions(self, request: pb.ListBuiltinActionsRequest,
-                                 context: aio.ServicerContext) -> pb.ListBuiltinActionsResponse:
+                                 context: Context) -> pb.ListBuiltinActionsResponse:
         return pb.ListBuiltinActionsResponse(actions=[
             action_pb2.BuiltinAction(name=a.name, provider=a.provider, description=a.description,
                                      required_properties=a.required, optional_properties=a.optional)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from grpc import aio
 from hyphae.gateway.v1 import account_pb2, gateway_service_pb2_grpc
 from hyphae.gateway.v1 import gateway_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import auth
 from server.errors import InvalidArgument
 from server.ids import new_id
-from server.services import timestamp
+from server.services import Context, timestamp
 from server.store import TenantRepository, accounts
 from server.store.db import connect
 
@@ -54,7 +53,7 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
         self.engine = engine
         self.authenticator = authenticator
 
-    async def Signup(self, request: pb.SignupRequest, context: aio.ServicerContext) -> pb.SignupResponse:
+    async def Signup(self, request: pb.SignupRequest, context: Context) -> pb.SignupResponse:
         email = request.email.strip().lower()
         if not EMAIL.match(email):
             raise InvalidArgument("must be an email address", field="email")
@@ -69,7 +68,7 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
                                         created_at=timestamp(account.created_at)),
             org=org_proto(org), management_token=token, api_key=key)
 
-    async def GetAccount(self, request: pb.GetAccountRequest, context: aio.ServicerContext) -> pb.GetAccountResponse:
+    async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
         account_id = auth.principal().account_id
         async with connect(self.engine) as connection:
             account = await accounts.account(connection, account_id)
@@ -79,12 +78,12 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
                                         created_at=timestamp(account.created_at)),
             orgs=[org_proto(row) for row in orgs])
 
-    async def ListOrgs(self, request: pb.ListOrgsRequest, context: aio.ServicerContext) -> pb.ListOrgsResponse:
+    async def ListOrgs(self, request: pb.ListOrgsRequest, context: Context) -> pb.ListOrgsResponse:
         async with connect(self.engine) as connection:
             orgs = await accounts.account_orgs(connection, auth.principal().account_id)
         return pb.ListOrgsResponse(orgs=[org_proto(row) for row in orgs])
 
-    async def CreateOrg(self, request: pb.CreateOrgRequest, context: aio.ServicerContext) -> pb.CreateOrgResponse:
+    async def CreateOrg(self, request: pb.CreateOrgRequest, context: Context) -> pb.CreateOrgResponse:
         if request.id and not ORG_ID.match(request.id):
             raise InvalidArgument("must be 2-63 lowercase letters, digits, '-' or '_'", field="id")
         async with connect(self.engine) as connection:
@@ -93,14 +92,14 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
         return pb.CreateOrgResponse(org=org_proto(org))
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest,
-                          context: aio.ServicerContext) -> pb.ListApiKeysResponse:
+                          context: Context) -> pb.ListApiKeysResponse:
         async with connect(self.engine) as connection:
             await accounts.account_org(connection, auth.principal().account_id, request.org_id)
             rows = await accounts.list_keys(TenantRepository(connection, request.org_id))
         return pb.ListApiKeysResponse(api_keys=[key_proto(row) for row in rows])
 
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest,
-                           context: aio.ServicerContext) -> pb.CreateApiKeyResponse:
+                           context: Context) -> pb.CreateApiKeyResponse:
         async with connect(self.engine) as connection:
             await accounts.account_org(connection, auth.principal().account_id, request.org_id)
             key = await create_key(TenantRepository(connection, request.org_id), label=request.label,
@@ -108,7 +107,7 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
         return pb.CreateApiKeyResponse(api_key=key)
 
     async def DeleteApiKey(self, request: pb.DeleteApiKeyRequest,
-                           context: aio.ServicerContext) -> pb.DeleteApiKeyResponse:
+                           context: Context) -> pb.DeleteApiKeyResponse:
         async with connect(self.engine) as connection:
             await accounts.account_org(connection, auth.principal().account_id, request.org_id)
             await accounts.revoke_key(TenantRepository(connection, request.org_id), request.key_id)

@@ -6,7 +6,6 @@ import json
 import re
 from typing import Any
 
-from grpc import aio
 from hyphae.api.v1 import json_pb2
 from hyphae.orgs.v1 import org_config_pb2, org_config_service_pb2_grpc
 from hyphae.orgs.v1 import org_config_service_pb2 as pb
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import auth, jsonvalue
 from server.crypto import Sealed, SecretBox
 from server.errors import InvalidArgument
-from server.services import timestamp
+from server.services import Context, timestamp
 from server.store import org_config as store
 from server.store import pagination, tenant
 
@@ -53,7 +52,7 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
                                              updated_at=timestamp(row.updated_at))
 
     async def SetOrgConfig(self, request: pb.SetOrgConfigRequest,
-                           context: aio.ServicerContext) -> pb.SetOrgConfigResponse:
+                           context: Context) -> pb.SetOrgConfigResponse:
         if not KEY.match(request.key):
             raise InvalidArgument("must be 1-200 letters, digits, '_', '-', '.' or ':' (e.g. api:openai_key)",
                                   field="key")
@@ -68,7 +67,7 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
         return pb.SetOrgConfigResponse(entry=self._entry(row, org_id))
 
     async def ListOrgConfig(self, request: pb.ListOrgConfigRequest,
-                            context: aio.ServicerContext) -> pb.ListOrgConfigResponse:
+                            context: Context) -> pb.ListOrgConfigResponse:
         page = pagination.page_request(page_size=request.page_size, page_token=request.page_token)
         org_id = auth.org_id()
         async with tenant(self.engine, org_id) as repo:
@@ -76,7 +75,7 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
         return pb.ListOrgConfigResponse(entries=[self._entry(row, org_id) for row in rows], next_page_token=token)
 
     async def DeleteOrgConfig(self, request: pb.DeleteOrgConfigRequest,
-                              context: aio.ServicerContext) -> pb.DeleteOrgConfigResponse:
+                              context: Context) -> pb.DeleteOrgConfigResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.delete(repo, request.key)
         return pb.DeleteOrgConfigResponse(key=request.key, deleted=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from grpc import aio
 from hyphae.system.v1 import system_service_pb2 as pb
 from hyphae.system.v1 import system_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import __version__
 from server.errors import Unavailable
+from server.services import Context
 from server.store.db import connect
 
 
@@ -17,11 +17,11 @@ class SystemService(system_service_pb2_grpc.SystemServiceServicer):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def GetHealth(self, request: pb.GetHealthRequest, context: aio.ServicerContext) -> pb.GetHealthResponse:
+    async def GetHealth(self, request: pb.GetHealthRequest, context: Context) -> pb.GetHealthResponse:
         return pb.GetHealthResponse(status="ok", version=__version__)
 
     async def GetReadiness(self, request: pb.GetReadinessRequest,
-                           context: aio.ServicerContext) -> pb.GetReadinessResponse:
+                           context: Context) -> pb.GetReadinessResponse:
         try:
             async with connect(self.engine) as connection:
                 await connection.execute(sa.text("SELECT 1"))

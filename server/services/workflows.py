@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grpc import aio
+from hyphae.api.v1 import json_pb2
 from hyphae.workflows.v1 import workflow_pb2, workflow_service_pb2_grpc
 from hyphae.workflows.v1 import workflow_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import auth, jsonvalue
 from server.domain import builtin_actions, dsl
 from server.errors import InvalidArgument
-from server.services import timestamp
+from server.services import Context, timestamp
 from server.store import TenantRepository, pagination, tenant
 from server.store import actions as action_store
 from server.store import workflows as store
@@ -20,7 +20,7 @@ from server.store import workflows as store
 
 def to_proto(row: Any) -> workflow_pb2.Workflow:
     return workflow_pb2.Workflow(
-        id=row.id, name=row.name, description=row.description, definition={"raw": row.definition},
+        id=row.id, name=row.name, description=row.description, definition=json_pb2.Json(raw=row.definition),
         version=row.version, created_at=timestamp(row.created_at), updated_at=timestamp(row.updated_at))
 
 
@@ -42,7 +42,7 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self.engine = engine
 
     async def CreateWorkflow(self, request: pb.CreateWorkflowRequest,
-                             context: aio.ServicerContext) -> pb.CreateWorkflowResponse:
+                             context: Context) -> pb.CreateWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             definition = await validated_definition(repo, request.workflow)
             row = await store.create(repo, name=request.workflow.name, description=request.workflow.description,
@@ -50,7 +50,7 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
         return pb.CreateWorkflowResponse(workflow=to_proto(row))
 
     async def ListWorkflows(self, request: pb.ListWorkflowsRequest,
-                            context: aio.ServicerContext) -> pb.ListWorkflowsResponse:
+                            context: Context) -> pb.ListWorkflowsResponse:
         page = pagination.page_request(page_size=request.page_size, page_token=request.page_token,
                                        limit=request.limit, offset=request.offset, filters={"name": request.name})
         async with tenant(self.engine, auth.org_id()) as repo:
@@ -58,13 +58,13 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
         return pb.ListWorkflowsResponse(workflows=[to_proto(row) for row in rows], next_page_token=token)
 
     async def GetWorkflow(self, request: pb.GetWorkflowRequest,
-                          context: aio.ServicerContext) -> pb.GetWorkflowResponse:
+                          context: Context) -> pb.GetWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             row = await store.get(repo, request.id)
         return pb.GetWorkflowResponse(workflow=to_proto(row))
 
     async def UpdateWorkflow(self, request: pb.UpdateWorkflowRequest,
-                             context: aio.ServicerContext) -> pb.UpdateWorkflowResponse:
+                             context: Context) -> pb.UpdateWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.get(repo, request.id)  # 404 before 400 for another org's id
             definition = await validated_definition(repo, request.workflow)
@@ -73,7 +73,7 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
         return pb.UpdateWorkflowResponse(workflow=to_proto(row))
 
     async def DeleteWorkflow(self, request: pb.DeleteWorkflowRequest,
-                             context: aio.ServicerContext) -> pb.DeleteWorkflowResponse:
+                             context: Context) -> pb.DeleteWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.delete(repo, request.id)
         return pb.DeleteWorkflowResponse(id=request.id, deleted=True)

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.store.db import connect
 from server.store.repository import TenantRepository
 
+__all__ = ["TenantRepository", "tenant"]
+
 
 @contextlib.asynccontextmanager
 async def tenant(engine: AsyncEngine, org_id: str) -> AsyncIterator[TenantRepository]:

@@ -24,7 +24,8 @@ async def create_org(connection: AsyncConnection, *, org_id: str, name: str, acc
     with unique_violation(AlreadyExists(f"org id {org_id!r} is taken; choose another id", reason="ORG_ID_TAKEN")):
         result = await connection.execute(
             sa.insert(orgs).values(id=org_id, name=name, account_id=account_id).returning(orgs))
-    return result.one()
+    row: sa.Row[Any] = result.one()
+    return row
 
 
 async def account_orgs(connection: AsyncConnection, account_id: str) -> list[sa.Row[Any]]:
@@ -45,7 +46,8 @@ async def create_account(connection: AsyncConnection, *, email: str, name: str, 
     with unique_violation(AlreadyExists(f"an account for {email!r} already exists", reason="ACCOUNT_EXISTS")):
         result = await connection.execute(sa.insert(accounts).values(
             id=new_id("account"), email=email, name=name, token_hash=token_hash).returning(accounts))
-    return result.one()
+    row: sa.Row[Any] = result.one()
+    return row
 
 
 async def account_by_token(connection: AsyncConnection, token_hash: str) -> sa.Row[Any] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.store import pagination
@@ -30,24 +31,26 @@ class TenantRepository:
     async def insert(self, table: sa.Table, values: dict[str, Any]) -> sa.Row[Any]:
         result = await self.connection.execute(
             sa.insert(table).values(org_id=self.org_id, **values).returning(table))
-        return result.one()
+        row: sa.Row[Any] = result.one()
+        return row
 
     async def upsert(self, table: sa.Table, values: dict[str, Any], conflict: list[str],
                      update: dict[str, Any]) -> sa.Row[Any]:
-        from sqlalchemy.dialects.postgresql import insert
-
         statement = insert(table).values(org_id=self.org_id, **values)
         statement = statement.on_conflict_do_update(index_elements=["org_id", *conflict], set_=update)
         result = await self.connection.execute(statement.returning(table))
-        return result.one()
+        row: sa.Row[Any] = result.one()
+        return row
 
     async def get(self, table: sa.Table, **keys: Any) -> sa.Row[Any] | None:
         result = await self.connection.execute(sa.select(table).where(*self._where(table, keys)))
-        return result.first()
+        row: sa.Row[Any] | None = result.first()
+        return row
 
     async def update(self, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]) -> sa.Row[Any] | None:
         statement = sa.update(table).where(*self._where(table, keys)).values(**values).returning(table)
-        return (await self.connection.execute(statement)).first()
+        row: sa.Row[Any] | None = (await self.connection.execute(statement)).first()
+        return row
 
     async def delete(self, table: sa.Table, **keys: Any) -> bool:
         result = await self.connection.execute(sa.delete(table).where(*self._where(table, keys)))
