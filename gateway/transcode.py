@@ -24,7 +24,6 @@ def build_request(binding: Binding, body: object | None, path_params: dict[str, 
         if body is not None:
             codec.set_field(message, field, body, "")
         bound.add(binding.body)
-        _derive_update_mask(binding, message, body)
     for name, value in path_params.items():
         target, field = codec.resolve_path(message, name)
         if field.type == d.FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name != codec.JSON_MESSAGE:
@@ -34,6 +33,8 @@ def build_request(binding: Binding, body: object | None, path_params: dict[str, 
         bound.add(name)
     if query:
         _apply_query(message, query, bound)
+    if binding.body not in ("", "*"):
+        _derive_update_mask(binding, message, body)  # after the query, where an explicit mask may be given
     return message
 
 

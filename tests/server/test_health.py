@@ -30,3 +30,23 @@ def test_grpc_health_service_reports_serving(server: ServerInfo) -> None:
         for service in ("", "hyphae.workflows.v1.WorkflowService"):
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_grpc_reflection_lists_the_services(server: ServerInfo) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                            timeout=10)
+        names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert {"hyphae.workflows.v1.WorkflowService", "grpc.health.v1.Health"} <= names
+
+
+def test_openapi_document_and_docs_page_are_served(anonymous: httpx.Client) -> None:
+    document = anonymous.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert "/workflows/{id}" in document["paths"]
+    page = anonymous.get("/docs")
+    assert page.status_code == 200
+    assert "/workflows/{id}" in page.text
