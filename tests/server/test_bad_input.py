@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerInfo
-
 TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
           413: "Payload Too Large"}
 AS_ORG = {"X-Org-Id": "{org}", "Content-Type": "application/json"}
@@ -47,7 +45,19 @@ class Case:
     body: bytes
     status: int
     fragment: str  # expected inside `message`
-    extra: dict[str, str] = field(default_factory=dict)  # further headers, taken as they are
+    extra: dict[str, str | bytes] = field(default_factory=dict)  # further headers, sent as they are
+    bug: str = ""  # a known server/gateway bug: the case asserts the correct answer and is xfail(strict)
+
+
+# Known bugs (see each reason); the cases assert what the answer must be once they are fixed.
+NUL_BUG = ("NUL (\\u0000) in a string reaches Postgres, whose text type rejects it: psycopg.DataError is not a "
+           "HyphaeError, so server/interceptors.py answers INTERNAL (500)")
+SURROGATE_BUG = ("a lone surrogate escape (\\ud800) parses as JSON but gateway/codec.py cannot put it in a proto "
+                 "string: UnicodeEncodeError escapes Gateway.handle (only WireError is caught), plain-text 500")
+HEADER_BYTES_BUG = ("gateway/app.py forwards header values gRPC metadata cannot carry (non-ASCII, control "
+                    "characters); the channel raises ExecuteBatchError, uncaught, plain-text 500")
+HEADER_SIZE_BUG = ("gateway/app.py forwards a header over gRPC's 16 KiB metadata limit; the transport's "
+                   "RESOURCE_EXHAUSTED (no hyphae-reason) is mapped to 429 Too Many Requests")
 
 
 CASES = [
@@ -162,21 +172,22 @@ CASES = [
          "PATCH is not allowed on /workflows"),
     Case("wrong-method-on-item", "POST", "/workflows/wfl-x", AS_ORG, b"{}", 405,
          "POST is not allowed on /workflows/wfl-x"),
-    Case("probe-nul-path", "GET", "/workflows/a%00b", AS_ORG, b"", 404, "not found"),
-    Case("probe-nul-name", "POST", "/workflows", AS_ORG, _workflow(name="a\u0000b"), 400, "name"),
-    Case("probe-surrogate-name", "POST", "/workflows", AS_ORG, b'{"name": "a\\ud800b", "definition": {"actions": []}}', 400, "name"),
-    Case("probe-surrogate-def", "POST", "/workflows", AS_ORG, b'{"name": "ab", "definition": {"actions": [], "metadata": "\\ud800"}}', 400, "definition"),
-    Case("probe-nul-def", "POST", "/workflows", AS_ORG, b'{"name": "ab", "definition": {"actions": [], "metadata": "\\u0000"}}', 400, "definition"),
-    Case("probe-long-id", "GET", "/workflows/" + "a" * 5000, AS_ORG, b"", 404, "not found"),
-    Case("probe-top-number", "POST", "/workflows", AS_ORG, b"5", 400, "object"),
-    Case("probe-null", "POST", "/workflows", AS_ORG, b"null", 400, "required"),
-    Case("probe-idem-long", "POST", "/workflows", AS_ORG, _workflow(name="zz"), 400, "Idempotency-Key", extra={"Idempotency-Key": "k" * 300}),
-    Case("probe-huge-number", "POST", "/workflows", AS_ORG, b'{"name": "ab", "definition": {"actions": [], "metadata": 1e400}}', 400, "definition"),
-    Case("probe-page-token-forged", "GET", "/workflows?page_token=eyJhIjogMSwgImYiOiAyfQ", AS_ORG, b"", 400, "page_token"),
-    Case("probe-pagesize-float", "GET", "/workflows?page_size=1.0", AS_ORG, b"", 400, "page_size"),
-    Case("probe-name-nul-query", "GET", "/workflows?name=a%00b", AS_ORG, b"", 200, "x"),
-    Case("probe-orghdr-nul", "GET", "/workflows", {}, b"", 400, "X", extra={"X-Org-Id": "abc"}),
-    Case("probe-dup-query-name", "GET", "/workflows?name=a&name=b", AS_ORG, b"", 400, "name"),
+    # --- input the engine cannot store or carry (known bugs)
+    Case("nul-in-body-string", "POST", "/workflows", AS_ORG, _workflow(name="a\u0000b"), 400, "name:",
+         bug=NUL_BUG),
+    Case("nul-in-path-variable", "GET", "/workflows/wfl-a%00b", AS_ORG, b"", 400, "id:", bug=NUL_BUG),
+    Case("nul-in-query-filter", "GET", "/workflows?name=a%00b", AS_ORG, b"", 400, "name:", bug=NUL_BUG),
+    Case("lone-surrogate-in-string", "POST", "/workflows", AS_ORG,
+         b'{"name": "a\\ud800b", "definition": {"actions": []}}', 400, "name:", bug=SURROGATE_BUG),
+    Case("lone-surrogate-in-definition", "POST", "/workflows", AS_ORG,
+         b'{"name": "wf", "definition": {"actions": [], "metadata": "\\ud800"}}', 400, "definition",
+         bug=SURROGATE_BUG),
+    Case("non-ascii-org-header", "GET", "/workflows", {}, b"", 400, "X-Org-Id",
+         extra={"X-Org-Id": "org-\u00e9t\u00e9".encode()}, bug=HEADER_BYTES_BUG),
+    Case("control-char-in-idempotency-key", "POST", "/workflows", AS_ORG, _workflow(), 400, "Idempotency-Key",
+         extra={"Idempotency-Key": "a\tb"}, bug=HEADER_BYTES_BUG),
+    Case("oversized-idempotency-key", "POST", "/workflows", AS_ORG, _workflow(), 400, "Idempotency-Key",
+         extra={"Idempotency-Key": "k" * 20_000}, bug=HEADER_SIZE_BUG),
     # --- conflicts
     Case("duplicate-workflow-name", "POST", "/workflows", AS_ORG, _workflow(name=TAKEN_NAME), 409,
          f"a workflow named '{TAKEN_NAME}' already exists"),
@@ -190,15 +201,23 @@ def _create_workflow(client: httpx.Client, org: str, name: str) -> str:
     return workflow_id
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input_is_a_4xx_naming_the_problem(server: ServerInfo, anonymous: httpx.Client, org: str,
-                                               case: Case) -> None:
+def _bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+PARAMS = [pytest.param(case, id=case.id, marks=[pytest.mark.xfail(strict=True, reason=case.bug)] if case.bug else [])
+          for case in CASES]
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_bad_input_is_a_4xx_naming_the_problem(anonymous: httpx.Client, org: str, case: Case) -> None:
     _create_workflow(anonymous, org, TAKEN_NAME)
     path = case.path
     if "{foreign_workflow}" in path:
         foreign = _create_workflow(anonymous, f"test-{uuid.uuid4().hex[:12]}", f"wf-{uuid.uuid4().hex[:8]}")
         path = path.replace("{foreign_workflow}", foreign)
-    headers = {name: value.replace("{org}", org) for name, value in case.headers.items()} | case.extra
+    headers = [(name.encode(), value.replace("{org}", org).encode()) for name, value in case.headers.items()]
+    headers += [(name.encode(), _bytes(value)) for name, value in case.extra.items()]
 
     response = anonymous.request(case.method, path, headers=headers, content=case.body)
 
