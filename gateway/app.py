@@ -34,6 +34,7 @@ FORWARDED_HEADERS = ("authorization", "x-org-id", "idempotency-key", "x-request-
 RETURNED_TRAILERS = ("x-request-id", "ratelimit", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
                      "ratelimit-policy", "retry-after")
 CALL_TIMEOUT_SECONDS = 60.0
+MAX_HEADER_BYTES = 8 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -110,6 +111,11 @@ class Gateway:
         except codec.WireError as exc:
             return _json(error_body(binding.dialect, 400, str(exc), "VALIDATION_FAILED"), 400, headers)
         metadata = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
+        for name, value in metadata:
+            problem = _header_problem(value)
+            if problem:
+                return _json(error_body(binding.dialect, 400, f"{_HEADER_NAMES[name]}: {problem}",
+                                        "VALIDATION_FAILED"), 400, headers)
         if "x-request-id" not in request.headers:
             metadata.append(("x-request-id", request_id))
         if binding.server_streaming:
@@ -142,6 +148,19 @@ class Gateway:
             message = "the engine is unavailable; retry shortly"
         status = http_status(exc.code(), reason)
         return _json(error_body(binding.dialect, status, message, reason), status, headers)
+
+
+_HEADER_NAMES = {"authorization": "Authorization", "x-org-id": "X-Org-Id", "idempotency-key": "Idempotency-Key",
+                 "x-request-id": "X-Request-Id"}
+
+
+def _header_problem(value: str) -> str:
+    """Forwarded headers become gRPC metadata: printable ASCII only, and not huge."""
+    if len(value) > MAX_HEADER_BYTES:
+        return f"must be at most {MAX_HEADER_BYTES} bytes"
+    if not all(" " <= char <= "~" for char in value):
+        return "must hold printable ASCII characters only"
+    return ""
 
 
 def _returned(trailers: Any) -> dict[str, str]:

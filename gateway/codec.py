@@ -323,7 +323,9 @@ def _message_from_wire(value: Any, target: Message, path: str, *, from_text: boo
     if full_name == JSON_MESSAGE:
         if from_text:
             value = loads(value) if isinstance(value, str) and value[:1] in "[{\"" else value
-        target.raw = canonical_json(value)  # type: ignore[attr-defined]
+        raw = canonical_json(value)
+        _check_unicode(raw, path)
+        target.raw = raw  # type: ignore[attr-defined]
         return
     if full_name.startswith("google.protobuf."):
         try:
@@ -353,6 +355,7 @@ def _scalar(field: Field, value: Any, path: str, *, from_text: bool = False) -> 
     kind = field.type
     if kind == d.FieldDescriptor.TYPE_STRING:
         if isinstance(value, str):
+            _check_unicode(value, path)
             return value
         raise WireError(path, "must be a string")
     if kind == d.FieldDescriptor.TYPE_BOOL:
@@ -394,6 +397,14 @@ def _scalar(field: Field, value: Any, path: str, *, from_text: bool = False) -> 
                 pass
         raise WireError(path, "must be base64 text")
     raise WireError(path, "unsupported field type")
+
+
+def _check_unicode(text: str, path: str) -> None:
+    """JSON may escape lone surrogates ("\\ud800"); protobuf strings must be valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireError(path, "must be valid Unicode (it holds a lone surrogate escape)") from None
 
 
 def _integer(value: Any, path: str) -> int:

@@ -111,11 +111,17 @@ class Authenticator:
                 raise PermissionDenied("a management token manages accounts, orgs and keys; call this route "
                                        "with an sk-hyp- API key")
             return found
-        if access == options_pb2.ACCESS_MANAGEMENT:
-            raise Unauthenticated("this route needs Authorization: Bearer mt-hyp-... (the management token "
-                                  "returned by POST /gateway/signup)")
         if token.startswith((SECRET_KEY_PREFIX, PUBLISHABLE_KEY_PREFIX)):
-            found = await self._lookup(token, management=False)
+            try:
+                found = await self._lookup(token, management=False)
+            except Unauthenticated as exc:
+                if access == options_pb2.ACCESS_MANAGEMENT:
+                    raise Unauthenticated(f"{exc.message}; this route needs Authorization: Bearer mt-hyp-... "
+                                          "(the management token returned by POST /gateway/signup)") from None
+                raise
+            if access == options_pb2.ACCESS_MANAGEMENT:
+                raise PermissionDenied("API keys run workflows; this route needs Authorization: Bearer mt-hyp-... "
+                                       "(the management token returned by POST /gateway/signup)")
             if found.kind == "publishable" and not rule.publishable:
                 raise PermissionDenied("publishable (pk_live_) keys work only on /sdk/* routes; use an sk-hyp- key")
             if access not in ALLOWED.get(found.permissions, set()):
@@ -124,6 +130,9 @@ class Authenticator:
             return found
         if token:
             raise Unauthenticated("unrecognised key: expected sk-hyp-..., pk_live_... or mt-hyp-...")
+        if access == options_pb2.ACCESS_MANAGEMENT:
+            raise Unauthenticated("this route needs Authorization: Bearer mt-hyp-... (the management token "
+                                  "returned by POST /gateway/signup)")
         org = metadata.get("x-org-id", "").strip()
         if org:
             if not self.trust_org_header:

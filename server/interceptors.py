@@ -20,7 +20,7 @@ from server.ids import new_id
 from server.ratelimit import RateLimiter
 from server.store import idempotency
 from server.store.db import connect
-from server.validation import check_required
+from server.validation import check_request
 
 log = logging.getLogger("hyphae.server")
 Trailers = list[tuple[str, str]]
@@ -77,7 +77,7 @@ class Gatekeeper(_Interceptor):
             if not decision.allowed:
                 raise RateLimited(f"rate limit of {decision.limit} requests per minute exceeded; retry in "
                                   f"{decision.retry_after} s", retry_after=decision.retry_after)
-        check_required(request)
+        check_request(request)
         return principal
 
     def _unary(self, inner: Callable[[Any, Any], Awaitable[Any]], method: str, rule: options_pb2.MethodRule,
@@ -90,7 +90,7 @@ class Gatekeeper(_Interceptor):
                 key = metadata.get("idempotency-key", "")
                 if key and rule.access != options_pb2.ACCESS_READ:
                     response = await self._idempotent(inner, request, context, method, principal.scope, key,
-                                                      serializer)
+                                                      serializer, store_answer=not rule.secret_response)
                 else:
                     response = await inner(request, context)
                 context.set_trailing_metadata(tuple(trailers))
@@ -126,8 +126,10 @@ class Gatekeeper(_Interceptor):
 
     async def _idempotent(self, inner: Callable[[Any, Any], Awaitable[Any]], request: Message,
                           context: Context, method: str, scope: str, key: str,
-                          serializer: Callable[[Any], bytes]) -> Any:
-        """Same key + same request -> the stored answer; other request -> 422; first call still running -> 409."""
+                          serializer: Callable[[Any], bytes], *, store_answer: bool) -> Any:
+        """Same key + same request -> the stored answer; other request -> 422; first call still running -> 409.
+
+        Answers holding a secret are not stored (a repeat answers 409), so a key never replays a secret."""
         if len(key) > 255:
             raise InvalidArgument("must be at most 255 characters", field="Idempotency-Key")
         request_hash = hashlib.sha256(method.encode() + b"\0" + request.SerializeToString(deterministic=True))
@@ -141,6 +143,9 @@ class Gatekeeper(_Interceptor):
             if claim.response is None:
                 raise Conflict("a request with this Idempotency-Key is still in progress; retry shortly",
                                reason="IDEMPOTENCY_IN_PROGRESS")
+            if not store_answer:
+                raise Conflict("this request already succeeded with this Idempotency-Key; its answer held a "
+                               "secret shown only once, so it is not replayed", reason="IDEMPOTENCY_NOT_REPLAYED")
             response_class = type(await _empty_response(method))
             return response_class.FromString(claim.response)
         try:
@@ -150,7 +155,7 @@ class Gatekeeper(_Interceptor):
                 await idempotency.release(connection, scope, key)
             raise
         async with connect(self.engine) as connection:
-            await idempotency.complete(connection, scope, key, serializer(response))
+            await idempotency.complete(connection, scope, key, serializer(response) if store_answer else b"")
         return response
 
 

@@ -1,4 +1,5 @@
-"""Generic request checks driven by the contract: fields marked REQUIRED (google.api.field_behavior)."""
+"""Generic request checks driven by the contract, for REST and gRPC callers alike: fields marked REQUIRED
+(google.api.field_behavior) are set, and no string holds a NUL character (Postgres text cannot store one)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,39 @@ from google.protobuf.message import Message
 from server.errors import InvalidArgument
 
 
-def check_required(message: Message, prefix: str = "") -> None:
-    """Raise InvalidArgument naming the first REQUIRED field left empty, depth first."""
+def _check_text(value: object, path: str) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidArgument("must not contain NUL characters", field=path)
+
+
+def check_request(message: Message, prefix: str = "") -> None:
+    """Raise InvalidArgument naming the first REQUIRED field left empty or the first string holding NUL."""
     for field in message.DESCRIPTOR.fields:
         path = f"{prefix}{field.name}"
         required = field_behavior_pb2.REQUIRED in field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
         repeated = bool(field.is_repeated)
+        if field.type == d.FieldDescriptor.TYPE_STRING:
+            value = getattr(message, field.name)
+            for item in value if repeated else (value,):
+                _check_text(item, path)
+        elif field.type == d.FieldDescriptor.TYPE_MESSAGE and repeated:
+            value = getattr(message, field.name)
+            if field.message_type.GetOptions().map_entry:  # type: ignore[union-attr]
+                for key, item in value.items():
+                    _check_text(key, f"{path}.{key}")
+                    if isinstance(item, Message):
+                        check_request(item, f"{path}.{key}.")
+                    else:
+                        _check_text(item, f"{path}.{key}")
+            else:
+                for index, item in enumerate(value):
+                    check_request(item, f"{path}[{index}].")
         if field.type == d.FieldDescriptor.TYPE_MESSAGE and not repeated:
             present = message.HasField(field.name)
             if required and not present:
                 raise InvalidArgument("is required", field=path)
             if present and not str(field.message_type.full_name).startswith("google.protobuf."):  # type: ignore[union-attr]
-                check_required(getattr(message, field.name), path + ".")
+                check_request(getattr(message, field.name), path + ".")
         elif required:
             value = getattr(message, field.name)
             if (repeated and len(value) == 0) or (not repeated and value == field.default_value):

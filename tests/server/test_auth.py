@@ -159,8 +159,6 @@ def test_account_without_valid_management_token_is_unauthorized(http: httpx.Clie
     assert_error(http.get("/gateway/account", headers=headers), 401, "Unauthorized", fragment)
 
 
-@pytest.mark.xfail(strict=True, reason="server/auth.py Authenticator.authenticate answers 401 (Unauthenticated) "
-                                       "to a valid sk-hyp- key on an ACCESS_MANAGEMENT route instead of 403")
 def test_account_with_api_key_is_forbidden(http: httpx.Client, tenant: Tenant) -> None:
     assert_error(http.get("/gateway/account", headers=bearer(tenant.key)), 403, "Forbidden", "mt-hyp-")
 

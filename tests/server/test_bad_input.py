@@ -46,18 +46,6 @@ class Case:
     status: int
     fragment: str  # expected inside `message`
     extra: dict[str, str | bytes] = field(default_factory=dict)  # further headers, sent as they are
-    bug: str = ""  # a known server/gateway bug: the case asserts the correct answer and is xfail(strict)
-
-
-# Known bugs (see each reason); the cases assert what the answer must be once they are fixed.
-NUL_BUG = ("NUL (\\u0000) in a string reaches Postgres, whose text type rejects it: psycopg.DataError is not a "
-           "HyphaeError, so server/interceptors.py answers INTERNAL (500)")
-SURROGATE_BUG = ("a lone surrogate escape (\\ud800) parses as JSON but gateway/codec.py cannot put it in a proto "
-                 "string: UnicodeEncodeError escapes Gateway.handle (only WireError is caught), plain-text 500")
-HEADER_BYTES_BUG = ("gateway/app.py forwards header values gRPC metadata cannot carry (non-ASCII, control "
-                    "characters); the channel raises ExecuteBatchError, uncaught, plain-text 500")
-HEADER_SIZE_BUG = ("gateway/app.py forwards a header over gRPC's 16 KiB metadata limit; the transport's "
-                   "RESOURCE_EXHAUSTED (no hyphae-reason) is mapped to 429 Too Many Requests")
 
 
 CASES = [
@@ -172,22 +160,20 @@ CASES = [
          "PATCH is not allowed on /workflows"),
     Case("wrong-method-on-item", "POST", "/workflows/wfl-x", AS_ORG, b"{}", 405,
          "POST is not allowed on /workflows/wfl-x"),
-    # --- input the engine cannot store or carry (known bugs)
-    Case("nul-in-body-string", "POST", "/workflows", AS_ORG, _workflow(name="a\u0000b"), 400, "name:",
-         bug=NUL_BUG),
-    Case("nul-in-path-variable", "GET", "/workflows/wfl-a%00b", AS_ORG, b"", 400, "id:", bug=NUL_BUG),
-    Case("nul-in-query-filter", "GET", "/workflows?name=a%00b", AS_ORG, b"", 400, "name:", bug=NUL_BUG),
+    # --- input the engine cannot store or carry
+    Case("nul-in-body-string", "POST", "/workflows", AS_ORG, _workflow(name="a\u0000b"), 400, "name:"),
+    Case("nul-in-path-variable", "GET", "/workflows/wfl-a%00b", AS_ORG, b"", 400, "id:"),
+    Case("nul-in-query-filter", "GET", "/workflows?name=a%00b", AS_ORG, b"", 400, "name:"),
     Case("lone-surrogate-in-string", "POST", "/workflows", AS_ORG,
-         b'{"name": "a\\ud800b", "definition": {"actions": []}}', 400, "name:", bug=SURROGATE_BUG),
+         b'{"name": "a\\ud800b", "definition": {"actions": []}}', 400, "name:"),
     Case("lone-surrogate-in-definition", "POST", "/workflows", AS_ORG,
-         b'{"name": "wf", "definition": {"actions": [], "metadata": "\\ud800"}}', 400, "definition",
-         bug=SURROGATE_BUG),
+         b'{"name": "wf", "definition": {"actions": [], "metadata": "\\ud800"}}', 400, "definition"),
     Case("non-ascii-org-header", "GET", "/workflows", {}, b"", 400, "X-Org-Id",
-         extra={"X-Org-Id": "org-\u00e9t\u00e9".encode()}, bug=HEADER_BYTES_BUG),
+         extra={"X-Org-Id": "org-\u00e9t\u00e9".encode()}),
     Case("control-char-in-idempotency-key", "POST", "/workflows", AS_ORG, _workflow(), 400, "Idempotency-Key",
-         extra={"Idempotency-Key": "a\tb"}, bug=HEADER_BYTES_BUG),
+         extra={"Idempotency-Key": "a\tb"}),
     Case("oversized-idempotency-key", "POST", "/workflows", AS_ORG, _workflow(), 400, "Idempotency-Key",
-         extra={"Idempotency-Key": "k" * 20_000}, bug=HEADER_SIZE_BUG),
+         extra={"Idempotency-Key": "k" * 20_000}),
     # --- conflicts
     Case("duplicate-workflow-name", "POST", "/workflows", AS_ORG, _workflow(name=TAKEN_NAME), 409,
          f"a workflow named '{TAKEN_NAME}' already exists"),
@@ -205,8 +191,7 @@ def _bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
-PARAMS = [pytest.param(case, id=case.id, marks=[pytest.mark.xfail(strict=True, reason=case.bug)] if case.bug else [])
-          for case in CASES]
+PARAMS = [pytest.param(case, id=case.id) for case in CASES]
 
 
 @pytest.mark.parametrize("case", PARAMS)

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhyphae/api/v1/options.proto\x12\rhyphae.api.v1\x1a google/protobuf/descriptor.proto\"\x8e\x01\n\nMethodRule\x12%\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\x0e\x32\x15.hyphae.api.v1.Access\x12\x16\n\x0esuccess_status\x18\x02 \x01(\x05\x12\x13\n\x0bpublishable\x18\x03 \x01(\x08\x12\x14\n\x0cresume_field\x18\x04 \x01(\t\x12\x16\n\x0esequence_field\x18\x05 \x01(\t*r\n\x07\x44ialect\x12\x17\n\x13\x44IALECT_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44IALECT_HYPHEN\x10\x01\x12\x10\n\x0c\x44IALECT_HYFN\x10\x02\x12\x14\n\x10\x44IALECT_HYPONEMA\x10\x03\x12\x12\n\x0e\x44IALECT_THYGON\x10\x04*S\n\tFieldCase\x12\x1a\n\x16\x46IELD_CASE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46IELD_CASE_SNAKE\x10\x01\x12\x14\n\x10\x46IELD_CASE_CAMEL\x10\x02*\x81\x01\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_READ\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_WRITE\x10\x03\x12\x12\n\x0e\x41\x43\x43\x45SS_EXECUTE\x10\x04\x12\x15\n\x11\x41\x43\x43\x45SS_MANAGEMENT\x10\x05:L\n\nfield_case\x12\x1c.google.protobuf.FileOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x18.hyphae.api.v1.FieldCase:J\n\x07\x64ialect\x12\x1f.google.protobuf.ServiceOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x16.hyphae.api.v1.Dialect:I\n\x04rule\x12\x1e.google.protobuf.MethodOptions\x18\xbb\x8e\x03 \x01(\x0b\x32\x19.hyphae.api.v1.MethodRule:2\n\twire_name\x12\x1d.google.protobuf.FieldOptions\x18\xbc\x8e\x03 \x01(\t:7\n\nvalue_name\x12!.google.protobuf.EnumValueOptions\x18\xbd\x8e\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhyphae/api/v1/options.proto\x12\rhyphae.api.v1\x1a google/protobuf/descriptor.proto\"\xa7\x01\n\nMethodRule\x12%\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\x0e\x32\x15.hyphae.api.v1.Access\x12\x16\n\x0esuccess_status\x18\x02 \x01(\x05\x12\x13\n\x0bpublishable\x18\x03 \x01(\x08\x12\x14\n\x0cresume_field\x18\x04 \x01(\t\x12\x16\n\x0esequence_field\x18\x05 \x01(\t\x12\x17\n\x0fsecret_response\x18\x06 \x01(\x08*r\n\x07\x44ialect\x12\x17\n\x13\x44IALECT_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44IALECT_HYPHEN\x10\x01\x12\x10\n\x0c\x44IALECT_HYFN\x10\x02\x12\x14\n\x10\x44IALECT_HYPONEMA\x10\x03\x12\x12\n\x0e\x44IALECT_THYGON\x10\x04*S\n\tFieldCase\x12\x1a\n\x16\x46IELD_CASE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46IELD_CASE_SNAKE\x10\x01\x12\x14\n\x10\x46IELD_CASE_CAMEL\x10\x02*\x81\x01\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_READ\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_WRITE\x10\x03\x12\x12\n\x0e\x41\x43\x43\x45SS_EXECUTE\x10\x04\x12\x15\n\x11\x41\x43\x43\x45SS_MANAGEMENT\x10\x05:L\n\nfield_case\x12\x1c.google.protobuf.FileOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x18.hyphae.api.v1.FieldCase:J\n\x07\x64ialect\x12\x1f.google.protobuf.ServiceOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x16.hyphae.api.v1.Dialect:I\n\x04rule\x12\x1e.google.protobuf.MethodOptions\x18\xbb\x8e\x03 \x01(\x0b\x32\x19.hyphae.api.v1.MethodRule:2\n\twire_name\x12\x1d.google.protobuf.FieldOptions\x18\xbc\x8e\x03 \x01(\t:7\n\nvalue_name\x12!.google.protobuf.EnumValueOptions\x18\xbd\x8e\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hyphae.api.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIALECT']._serialized_start=225
-  _globals['_DIALECT']._serialized_end=339
-  _globals['_FIELDCASE']._serialized_start=341
-  _globals['_FIELDCASE']._serialized_end=424
-  _globals['_ACCESS']._serialized_start=427
-  _globals['_ACCESS']._serialized_end=556
+  _globals['_DIALECT']._serialized_start=250
+  _globals['_DIALECT']._serialized_end=364
+  _globals['_FIELDCASE']._serialized_start=366
+  _globals['_FIELDCASE']._serialized_end=449
+  _globals['_ACCESS']._serialized_start=452
+  _globals['_ACCESS']._serialized_end=581
   _globals['_METHODRULE']._serialized_start=81
-  _globals['_METHODRULE']._serialized_end=223
+  _globals['_METHODRULE']._serialized_end=248
 # @@protoc_insertion_point(module_scope)

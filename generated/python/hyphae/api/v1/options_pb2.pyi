@@ -124,6 +124,7 @@ class MethodRule(_message.Message):
     PUBLISHABLE_FIELD_NUMBER: _builtins.int
     RESUME_FIELD_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_FIELD_NUMBER: _builtins.int
+    SECRET_RESPONSE_FIELD_NUMBER: _builtins.int
     access: Global___Access.ValueType
     """Which credentials may call the method."""
     success_status: _builtins.int
@@ -136,6 +137,10 @@ class MethodRule(_message.Message):
     """
     sequence_field: _builtins.str
     """Server-streaming methods: the response field whose value is each SSE event's `id:` (e.g. "sequence")."""
+    secret_response: _builtins.bool
+    """The answer holds a secret shown only once (a key, a token). An Idempotency-Key still guards against doing
+    the call twice, but the answer is never stored: a repeated key answers 409 instead of replaying the secret.
+    """
     def __init__(
         self,
         *,
@@ -144,10 +149,11 @@ class MethodRule(_message.Message):
         publishable: _builtins.bool = ...,
         resume_field: _builtins.str = ...,
         sequence_field: _builtins.str = ...,
+        secret_response: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "publishable", b"publishable", "resume_field", b"resume_field", "sequence_field", b"sequence_field", "success_status", b"success_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "publishable", b"publishable", "resume_field", b"resume_field", "secret_response", b"secret_response", "sequence_field", b"sequence_field", "success_status", b"success_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
