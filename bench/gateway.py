@@ -47,8 +47,10 @@ SECTION_END = "<!-- bench/gateway.py: end -->"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_RATIO = 0.8
 ORG = "bench-org"
-DEFINITION = ('{"actions":[{"type":"PbotApproval","properties":{"comment":"approve the invoice?",'
-              '"zeta":1,"alpha":1152921504606846976,"mid":[1.5,42,[2,3]]}}]}')
+DEFINITION = (
+    '{"actions":[{"type":"PbotApproval","properties":{"comment":"approve the invoice?",'
+    '"zeta":1,"alpha":1152921504606846976,"mid":[1.5,42,[2,3]]}}]}'
+)
 
 
 # --------------------------------------------------------------------------- server
@@ -113,9 +115,14 @@ def hyphae_serve(database_url: str | None, work_dir: Path) -> Iterator[Server]:
     """`hyphae serve` as a subprocess on free loopback ports; waits for /health, stops it with SIGTERM."""
     http_port, grpc_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
-    env.update(HYPHAE_DATA_DIR=str(work_dir / "data"), HYPHAE_HOST="127.0.0.1", HYPHAE_HTTP_PORT=str(http_port),
-               HYPHAE_GRPC_PORT=str(grpc_port), HYPHAE_RATE_LIMIT_PER_MINUTE="100000000",
-               HYPHAE_TRUST_ORG_HEADER="1")
+    env.update(
+        HYPHAE_DATA_DIR=str(work_dir / "data"),
+        HYPHAE_HOST="127.0.0.1",
+        HYPHAE_HTTP_PORT=str(http_port),
+        HYPHAE_GRPC_PORT=str(grpc_port),
+        HYPHAE_RATE_LIMIT_PER_MINUTE="100000000",
+        HYPHAE_TRUST_ORG_HEADER="1",
+    )
     if database_url:
         env["HYPHAE_DATABASE_URL"] = database_url
     log_path = work_dir / "server.log"
@@ -133,8 +140,12 @@ def hyphae_serve(database_url: str | None, work_dir: Path) -> Iterator[Server]:
                 if httpx.get(f"{http_url}/health", timeout=2).status_code == 200:
                     break
             time.sleep(0.2)
-        yield Server(http_url, f"127.0.0.1:{grpc_port}",
-                     "external Postgres" if database_url else "embedded Postgres", process.pid)
+        yield Server(
+            http_url,
+            f"127.0.0.1:{grpc_port}",
+            "external Postgres" if database_url else "embedded Postgres",
+            process.pid,
+        )
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -215,17 +226,23 @@ async def measure(server: Server, args: argparse.Namespace) -> tuple[dict[str, T
 
     def rest_client(connections: int) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(base_url=server.http_url, headers={"X-Org-Id": ORG}, limits=limits,
-                                 http1=True, http2=False, timeout=30)
+        return httpx.AsyncClient(
+            base_url=server.http_url, headers={"X-Org-Id": ORG}, limits=limits, http1=True, http2=False, timeout=30
+        )
 
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(rest_client(concurrency))
-        shards = [await stack.enter_async_context(rest_client(concurrency // args.rest_pools))
-                  for _ in range(args.rest_pools if args.rest_pools > 1 else 0)]
+        shards = [
+            await stack.enter_async_context(rest_client(concurrency // args.rest_pools))
+            for _ in range(args.rest_pools if args.rest_pools > 1 else 0)
+        ]
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(server.grpc_target))
 
-        created = await http.post("/workflows", content=f'{{"name":"bench-{uuid.uuid4().hex[:8]}",'
-                                  f'"definition":{DEFINITION}}}', headers={"Content-Type": "application/json"})
+        created = await http.post(
+            "/workflows",
+            content=f'{{"name":"bench-{uuid.uuid4().hex[:8]}","definition":{DEFINITION}}}',
+            headers={"Content-Type": "application/json"},
+        )
         created.raise_for_status()
         workflow_id: str = created.json()["id"]
         expected = (await http.get(f"/workflows/{workflow_id}")).content
@@ -266,12 +283,17 @@ async def measure(server: Server, args: argparse.Namespace) -> tuple[dict[str, T
         for round_number in range(1, args.rounds + 1):
             for name, call in sides.items():
                 step += 1
-                print(f"[{step}/{steps}] round {round_number} {side_label(name, args):<{width}} "
-                      f"{args.seconds:g}s ...", end=" ", flush=True)
+                print(
+                    f"[{step}/{steps}] round {round_number} {side_label(name, args):<{width}} {args.seconds:g}s ...",
+                    end=" ",
+                    flush=True,
+                )
                 tally = await drive(call, concurrency, args.seconds, server.pid)
-                print(f"{tally.rate:7.0f} req/s  ({tally.ok} ok, {tally.errors} errors; CPU client "
-                      f"{tally.cpu_percent(tally.client_cpu):.0f}%, server {tally.cpu_percent(tally.server_cpu):.0f}%)",
-                      flush=True)
+                print(
+                    f"{tally.rate:7.0f} req/s  ({tally.ok} ok, {tally.errors} errors; CPU client "
+                    f"{tally.cpu_percent(tally.client_cpu):.0f}%, server {tally.cpu_percent(tally.server_cpu):.0f}%)",
+                    flush=True,
+                )
                 totals[name].add(tally)
                 runs.append((f"round {round_number}: {side_label(name, args)}", tally))
         return totals, runs
@@ -285,16 +307,21 @@ def ratio(totals: dict[str, Tally], name: str) -> float:
 
 
 def table(totals: dict[str, Tally], runs: list[tuple[str, Tally]], args: argparse.Namespace) -> str:
-    lines = ["| run | requests | errors | seconds | requests/s | client CPU | server CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | requests | errors | seconds | requests/s | client CPU | server CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
 
     def row(name: str, tally: Tally, rate: str) -> str:
-        return (f"| {name} | {tally.ok} | {tally.errors} | {tally.seconds:.1f} | {rate} | "
-                f"{tally.cpu_percent(tally.client_cpu):.0f}% | {tally.cpu_percent(tally.server_cpu):.0f}% |")
+        return (
+            f"| {name} | {tally.ok} | {tally.errors} | {tally.seconds:.1f} | {rate} | "
+            f"{tally.cpu_percent(tally.client_cpu):.0f}% | {tally.cpu_percent(tally.server_cpu):.0f}% |"
+        )
 
     lines += [row(name, tally, f"{tally.rate:.0f}") for name, tally in runs]
-    lines += [row(f"**total: {side_label(name, args)}**", tally, f"**{tally.rate:.0f}**")
-              for name, tally in totals.items()]
+    lines += [
+        row(f"**total: {side_label(name, args)}**", tally, f"**{tally.rate:.0f}**") for name, tally in totals.items()
+    ]
     return "\n".join(lines)
 
 
@@ -304,9 +331,11 @@ def verdicts(totals: dict[str, Tally], args: argparse.Namespace) -> list[str]:
         if name == GRPC:
             continue
         value = ratio(totals, name)
-        out.append(f"{side_label(name, args)} / gRPC = {value:.2f} ({totals[name].rate:.0f} vs "
-                   f"{totals[GRPC].rate:.0f} requests/s): {'meets' if value >= TARGET_RATIO else 'misses'} "
-                   f"the target (>= {TARGET_RATIO})")
+        out.append(
+            f"{side_label(name, args)} / gRPC = {value:.2f} ({totals[name].rate:.0f} vs "
+            f"{totals[GRPC].rate:.0f} requests/s): {'meets' if value >= TARGET_RATIO else 'misses'} "
+            f"the target (>= {TARGET_RATIO})"
+        )
     return out
 
 
@@ -366,11 +395,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=3, help="warm-up per side in seconds (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="REST/gRPC alternations (default 2)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
-    parser.add_argument("--rest-pools", type=int, default=8,
-                        help="also measure REST with the connections split over this many AsyncClients "
-                             "(default 8; 1 turns that side off)")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                        help="Postgres server for a scratch database; embedded Postgres if unreachable")
+    parser.add_argument(
+        "--rest-pools",
+        type=int,
+        default=8,
+        help="also measure REST with the connections split over this many AsyncClients "
+        "(default 8; 1 turns that side off)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help="Postgres server for a scratch database; embedded Postgres if unreachable",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.rest_pools < 1 or args.concurrency % args.rest_pools:
@@ -380,9 +416,12 @@ def main(argv: list[str] | None = None) -> None:
         database_url: str | None = None
         if args.database_url and postgres_reachable(args.database_url):
             database_url = stack.enter_context(scratch_database(args.database_url))
-        print("starting hyphae serve ("
-              + ("scratch database on " + args.database_url if database_url else "embedded Postgres") + ") ...",
-              flush=True)
+        print(
+            "starting hyphae serve ("
+            + ("scratch database on " + args.database_url if database_url else "embedded Postgres")
+            + ") ...",
+            flush=True,
+        )
         server = stack.enter_context(hyphae_serve(database_url, Path(tmp)))
         print(f"server up: REST {server.http_url}  gRPC {server.grpc_target}", flush=True)
         totals, runs = asyncio.run(measure(server, args))

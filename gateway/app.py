@@ -31,8 +31,15 @@ from gateway.transcode import build_request
 
 OPENAPI = Path(__file__).resolve().parent.parent / "generated" / "openapi.json"
 FORWARDED_HEADERS = ("authorization", "x-org-id", "idempotency-key", "x-request-id")
-RETURNED_TRAILERS = ("x-request-id", "ratelimit", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
-                     "ratelimit-policy", "retry-after")
+RETURNED_TRAILERS = (
+    "x-request-id",
+    "ratelimit",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-policy",
+    "retry-after",
+)
 CALL_TIMEOUT_SECONDS = 60.0
 MAX_HEADER_BYTES = 8 * 1024
 
@@ -46,8 +53,9 @@ def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> Resp
 
 
 class Gateway:
-    def __init__(self, grpc_target: str, *, max_body_bytes: int,
-                 services: list[ServiceDescriptor] | None = None) -> None:
+    def __init__(
+        self, grpc_target: str, *, max_body_bytes: int, services: list[ServiceDescriptor] | None = None
+    ) -> None:
         self.grpc_target = grpc_target
         self.max_body_bytes = max_body_bytes
         self.router = Router(bindings_of(services if services is not None else load_services()))
@@ -56,8 +64,10 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                   ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
         self.channel = grpc.aio.insecure_channel(self.grpc_target, options=options)
         try:
             yield
@@ -69,8 +79,11 @@ class Gateway:
         if call is None:
             assert self.channel is not None, "the gateway's channel opens in the app lifespan"
             factory = self.channel.unary_stream if binding.server_streaming else self.channel.unary_unary
-            call = factory(binding.grpc_path, request_serializer=binding.request_class.SerializeToString,
-                           response_deserializer=binding.response_class.FromString)
+            call = factory(
+                binding.grpc_path,
+                request_serializer=binding.request_class.SerializeToString,
+                response_deserializer=binding.response_class.FromString,
+            )
             self._calls[binding.grpc_path] = call
         return call
 
@@ -91,10 +104,12 @@ class Gateway:
         match, path_known = self.router.match(request.method, request.url.path)
         if match is None:
             status = 405 if path_known else 404
-            text = (f"{request.method} is not allowed on {request.url.path}" if path_known
-                    else f"no route for {request.method} {request.url.path}")
-            return _json(error_body(options_pb2.DIALECT_HYPHEN, status, text), status,
-                         {"x-request-id": request_id})
+            text = (
+                f"{request.method} is not allowed on {request.url.path}"
+                if path_known
+                else f"no route for {request.method} {request.url.path}"
+            )
+            return _json(error_body(options_pb2.DIALECT_HYPHEN, status, text), status, {"x-request-id": request_id})
         binding = match.binding
         headers = {"x-request-id": request_id}
         try:
@@ -106,23 +121,30 @@ class Gateway:
             if binding.server_streaming:
                 apply_resume(binding, message, request.headers.get("last-event-id"))
         except BodyTooLarge:
-            return _json(error_body(binding.dialect, 413, f"request body exceeds {self.max_body_bytes} bytes",
-                                    "PAYLOAD_TOO_LARGE"), 413, headers)
+            return _json(
+                error_body(
+                    binding.dialect, 413, f"request body exceeds {self.max_body_bytes} bytes", "PAYLOAD_TOO_LARGE"
+                ),
+                413,
+                headers,
+            )
         except codec.WireError as exc:
             return _json(error_body(binding.dialect, 400, str(exc), "VALIDATION_FAILED"), 400, headers)
         metadata = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
         for name, value in metadata:
             problem = _header_problem(value)
             if problem:
-                return _json(error_body(binding.dialect, 400, f"{_HEADER_NAMES[name]}: {problem}",
-                                        "VALIDATION_FAILED"), 400, headers)
+                return _json(
+                    error_body(binding.dialect, 400, f"{_HEADER_NAMES[name]}: {problem}", "VALIDATION_FAILED"),
+                    400,
+                    headers,
+                )
         if "x-request-id" not in request.headers:
             metadata.append(("x-request-id", request_id))
         if binding.server_streaming:
             stream = self._call(binding)(message, metadata=metadata)
             try:
-                return await stream_response(binding, stream, wants_ndjson(request.headers.get("accept", "")),
-                                             headers)
+                return await stream_response(binding, stream, wants_ndjson(request.headers.get("accept", "")), headers)
             except grpc.aio.AioRpcError as exc:
                 return self._error(binding, exc, headers)
         call = self._call(binding)(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
@@ -141,17 +163,25 @@ class Gateway:
         reason = trailer(exc.trailing_metadata(), "hyphae-reason")
         message = exc.details() or exc.code().name.lower()
         field = trailer(exc.trailing_metadata(), "hyphae-field")
-        if field and binding.body not in ("", "*") and field.startswith(binding.body + ".") \
-                and message.startswith(field + ":"):
-            message = field[len(binding.body) + 1:] + message[len(field):]  # name the field as the client sent it
+        if (
+            field
+            and binding.body not in ("", "*")
+            and field.startswith(binding.body + ".")
+            and message.startswith(field + ":")
+        ):
+            message = field[len(binding.body) + 1 :] + message[len(field) :]  # name the field as the client sent it
         if exc.code() == grpc.StatusCode.UNAVAILABLE and not reason:
             message = "the engine is unavailable; retry shortly"
         status = http_status(exc.code(), reason)
         return _json(error_body(binding.dialect, status, message, reason), status, headers)
 
 
-_HEADER_NAMES = {"authorization": "Authorization", "x-org-id": "X-Org-Id", "idempotency-key": "Idempotency-Key",
-                 "x-request-id": "X-Request-Id"}
+_HEADER_NAMES = {
+    "authorization": "Authorization",
+    "x-org-id": "X-Org-Id",
+    "idempotency-key": "Idempotency-Key",
+    "x-request-id": "X-Request-Id",
+}
 
 
 def _header_problem(value: str) -> str:
@@ -177,19 +207,27 @@ async def docs(request: Request) -> Response:
     rows = []
     for path, operations in document.get("paths", {}).items():
         for verb, operation in operations.items():
-            rows.append(f"<tr><td><b>{verb.upper()}</b></td><td><code>{html.escape(path)}</code></td>"
-                        f"<td>{html.escape(operation.get('summary') or operation.get('description') or '')}</td></tr>")
-    page = (f"<!doctype html><title>Hyphae API</title><h1>{html.escape(document['info']['title'])}</h1>"
-            "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
-            f"<table border=1 cellpadding=4>{''.join(rows)}</table>")
+            rows.append(
+                f"<tr><td><b>{verb.upper()}</b></td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation.get('summary') or operation.get('description') or '')}</td></tr>"
+            )
+    page = (
+        f"<!doctype html><title>Hyphae API</title><h1>{html.escape(document['info']['title'])}</h1>"
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
+        f"<table border=1 cellpadding=4>{''.join(rows)}</table>"
+    )
     return HTMLResponse(page)
 
 
-def create_app(grpc_target: str, *, max_body_bytes: int = 4 * 1024 * 1024,
-               services: list[ServiceDescriptor] | None = None) -> Starlette:
+def create_app(
+    grpc_target: str, *, max_body_bytes: int = 4 * 1024 * 1024, services: list[ServiceDescriptor] | None = None
+) -> Starlette:
     """The REST app for the contract's services (or, for tests, the given ones)."""
     gateway = Gateway(grpc_target, max_body_bytes=max_body_bytes, services=services)
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [Route("/openapi.json", openapi, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
-              Route("/{path:path}", gateway.handle, methods=methods)]
+    routes = [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/{path:path}", gateway.handle, methods=methods),
+    ]
     return Starlette(routes=routes, lifespan=gateway.lifespan)

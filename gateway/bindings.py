@@ -154,8 +154,9 @@ def bindings_of(services: list[d.ServiceDescriptor]) -> list[Binding]:
                 if http_method in ("GET", "DELETE") and rule.body:
                     raise TemplateError(f"{method.full_name}: {http_method} binding must not have a body")
                 segments, verb, variables = parse_template(template)
-                out.append(Binding(method, http_method, template, rule.body, rule.response_body,
-                                   segments, verb, variables))
+                out.append(
+                    Binding(method, http_method, template, rule.body, rule.response_body, segments, verb, variables)
+                )
     return sorted(out, key=Binding.specificity)
 
 

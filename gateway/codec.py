@@ -41,11 +41,16 @@ _UINT32 = (0, 2**32 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
 _RANGES = {
-    d.FieldDescriptor.TYPE_INT32: _INT32, d.FieldDescriptor.TYPE_SINT32: _INT32,
-    d.FieldDescriptor.TYPE_SFIXED32: _INT32, d.FieldDescriptor.TYPE_UINT32: _UINT32,
-    d.FieldDescriptor.TYPE_FIXED32: _UINT32, d.FieldDescriptor.TYPE_INT64: _INT64,
-    d.FieldDescriptor.TYPE_SINT64: _INT64, d.FieldDescriptor.TYPE_SFIXED64: _INT64,
-    d.FieldDescriptor.TYPE_UINT64: _UINT64, d.FieldDescriptor.TYPE_FIXED64: _UINT64,
+    d.FieldDescriptor.TYPE_INT32: _INT32,
+    d.FieldDescriptor.TYPE_SINT32: _INT32,
+    d.FieldDescriptor.TYPE_SFIXED32: _INT32,
+    d.FieldDescriptor.TYPE_UINT32: _UINT32,
+    d.FieldDescriptor.TYPE_FIXED32: _UINT32,
+    d.FieldDescriptor.TYPE_INT64: _INT64,
+    d.FieldDescriptor.TYPE_SINT64: _INT64,
+    d.FieldDescriptor.TYPE_SFIXED64: _INT64,
+    d.FieldDescriptor.TYPE_UINT64: _UINT64,
+    d.FieldDescriptor.TYPE_FIXED64: _UINT64,
 }
 _FLOATS = {d.FieldDescriptor.TYPE_DOUBLE, d.FieldDescriptor.TYPE_FLOAT}
 
@@ -81,10 +86,12 @@ def _reject_constant(name: str) -> Any:
 def loads(text: str | bytes) -> Any:
     """Parse JSON exactly: floats as Decimal (keeps their digits), duplicate keys and NaN rejected."""
     try:
-        return json.loads(text, parse_float=Decimal, object_pairs_hook=_reject_duplicates,
-                          parse_constant=_reject_constant)
+        return json.loads(
+            text, parse_float=Decimal, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as exc:
-        raise WireError("", f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise WireError("", f"request body is not valid JSON: {exc.msg} at {where}") from None
     except UnicodeDecodeError:
         raise WireError("", "request body is not valid UTF-8") from None
     except RecursionError:
@@ -109,8 +116,11 @@ def _write(value: Any, out: list[str]) -> None:
             raise WireError("", "numbers must be finite")
         out.append(str(value))
     elif isinstance(value, float):
-        out.append(json.dumps(value) if value == value and value not in (float("inf"), float("-inf"))
-                   else json.dumps(str(value)))
+        out.append(
+            json.dumps(value)
+            if value == value and value not in (float("inf"), float("-inf"))
+            else json.dumps(str(value))
+        )
     elif isinstance(value, dict):
         out.append("{")
         for i, (key, item) in enumerate(value.items()):
@@ -209,8 +219,7 @@ def _is_repeated(field: Field) -> bool:
 
 
 def is_map(field: Field) -> bool:
-    return bool(_is_repeated(field) and field.message_type is not None
-                and field.message_type.GetOptions().map_entry)
+    return bool(_is_repeated(field) and field.message_type is not None and field.message_type.GetOptions().map_entry)
 
 
 @cache
@@ -322,7 +331,7 @@ def _message_from_wire(value: Any, target: Message, path: str, *, from_text: boo
     full_name = target.DESCRIPTOR.full_name
     if full_name == JSON_MESSAGE:
         if from_text:
-            value = loads(value) if isinstance(value, str) and value[:1] in "[{\"" else value
+            value = loads(value) if isinstance(value, str) and value[:1] in '[{"' else value
         raw = canonical_json(value)
         _check_unicode(raw, path)
         target.raw = raw  # type: ignore[attr-defined]
@@ -438,7 +447,11 @@ def iter_fields(message: MessageType, prefix: str = "", depth: int = 0) -> Itera
     for field in message.fields:
         dotted = f"{prefix}{field.name}"
         yield dotted, field
-        if (field.type == d.FieldDescriptor.TYPE_MESSAGE and not _is_repeated(field) and depth < 3
-                and not field.message_type.full_name.startswith("google.protobuf.")
-                and field.message_type.full_name != JSON_MESSAGE):
+        if (
+            field.type == d.FieldDescriptor.TYPE_MESSAGE
+            and not _is_repeated(field)
+            and depth < 3
+            and not field.message_type.full_name.startswith("google.protobuf.")
+            and field.message_type.full_name != JSON_MESSAGE
+        ):
             yield from iter_fields(field.message_type, dotted + ".", depth + 1)

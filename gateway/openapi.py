@@ -64,8 +64,11 @@ _ERROR_RESPONSES: tuple[tuple[int, str, str], ...] = (
     (404, "NotFound", "No such resource in this org."),
     (409, "Conflict", "The resource already exists or changed meanwhile."),
     (413, "PayloadTooLarge", "The request body is larger than the server accepts."),
-    (422, "UnprocessableEntity", "The request is well-formed but cannot be applied "
-                                 "(e.g. an Idempotency-Key reused with a different body)."),
+    (
+        422,
+        "UnprocessableEntity",
+        "The request is well-formed but cannot be applied (e.g. an Idempotency-Key reused with a different body).",
+    ),
     (429, "TooManyRequests", "Rate limit exceeded; retry after the `Retry-After` seconds."),
     (500, "InternalError", "Unexpected server error."),
 )
@@ -107,17 +110,23 @@ _SCALARS: dict[int, Schema] = {
 # Well-known types as google.protobuf.json_format spells them (the codec delegates them to json_format).
 _WELL_KNOWN: dict[str, Schema] = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
-    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$",
-                                 "description": "Seconds with an `s` suffix, e.g. \"1.5s\"."},
+    "google.protobuf.Duration": {
+        "type": "string",
+        "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$",
+        "description": 'Seconds with an `s` suffix, e.g. "1.5s".',
+    },
     "google.protobuf.FieldMask": {
-        "type": "string", "description": "Comma-separated lowerCamel field paths, e.g. \"name,definition\".",
+        "type": "string",
+        "description": 'Comma-separated lowerCamel field paths, e.g. "name,definition".',
     },
     "google.protobuf.Struct": {"type": "object"},
     "google.protobuf.Value": {},
     "google.protobuf.ListValue": {"type": "array"},
     "google.protobuf.Empty": {"type": "object"},
     "google.protobuf.Any": {
-        "type": "object", "properties": {"@type": {"type": "string"}}, "required": ["@type"],
+        "type": "object",
+        "properties": {"@type": {"type": "string"}},
+        "required": ["@type"],
     },
     "google.protobuf.DoubleValue": {"type": "number", "format": "double"},
     "google.protobuf.FloatValue": {"type": "number", "format": "float"},
@@ -170,8 +179,9 @@ def load_comments(descriptor_set_path: Path) -> dict[str, str]:
     return comments
 
 
-def _name_message(message: descriptor_pb2.DescriptorProto, path: tuple[int, ...], prefix: str,
-                  names: dict[tuple[int, ...], str]) -> None:
+def _name_message(
+    message: descriptor_pb2.DescriptorProto, path: tuple[int, ...], prefix: str, names: dict[tuple[int, ...], str]
+) -> None:
     full_name = prefix + message.name
     names[path] = full_name
     for j, field in enumerate(message.field):
@@ -182,8 +192,9 @@ def _name_message(message: descriptor_pb2.DescriptorProto, path: tuple[int, ...]
         _name_enum(enum, (*path, 4, j), f"{full_name}.", names)
 
 
-def _name_enum(enum: descriptor_pb2.EnumDescriptorProto, path: tuple[int, ...], prefix: str,
-               names: dict[tuple[int, ...], str]) -> None:
+def _name_enum(
+    enum: descriptor_pb2.EnumDescriptorProto, path: tuple[int, ...], prefix: str, names: dict[tuple[int, ...], str]
+) -> None:
     full_name = prefix + enum.name
     names[path] = full_name
     for j, value in enumerate(enum.value):
@@ -432,8 +443,7 @@ class _Operations:
         request = binding.method.input_type
         if binding.body == "*":
             top_bound = [name for name in binding.variables if "." not in name]
-            schema = (self.b.object_schema(request, omit=top_bound) if top_bound
-                      else self.b.message_schema(request))
+            schema = self.b.object_schema(request, omit=top_bound) if top_bound else self.b.message_schema(request)
             required = any(codec.is_required(f) for f in request.fields if f.name not in top_bound)
             description = None  # the request message's own comment only repeats the operation's
         else:
@@ -464,17 +474,21 @@ class _Operations:
         if binding.server_streaming:
             success["description"] = f"{phrase} (streaming responses)"
             success["content"] = {
-                "text/event-stream": {"schema": {
-                    "type": "string",
-                    "description": "Server-sent events: the data of each event is one streamed answer as "
-                                   "JSON (the `result` of the NDJSON form); a failure after the first event "
-                                   "comes as an `error` event.",
-                }},
-                "application/x-ndjson": {"schema": {
-                    "type": "object",
-                    "description": "One JSON object per line.",
-                    "properties": {"result": schema, "error": _ref("schemas", "Error")},
-                }},
+                "text/event-stream": {
+                    "schema": {
+                        "type": "string",
+                        "description": "Server-sent events: the data of each event is one streamed answer as "
+                        "JSON (the `result` of the NDJSON form); a failure after the first event "
+                        "comes as an `error` event.",
+                    }
+                },
+                "application/x-ndjson": {
+                    "schema": {
+                        "type": "object",
+                        "description": "One JSON object per line.",
+                        "properties": {"result": schema, "error": _ref("schemas", "Error")},
+                    }
+                },
             }
         else:
             success["description"] = phrase
@@ -496,9 +510,9 @@ def _components(schemas: dict[str, Schema]) -> Schema:
         "type": "object",
         "description": "Error body of the Hyphen dialect.",
         "properties": {
-            "error": {"type": "string", "description": "Title of the failure, e.g. \"Validation failed\"."},
+            "error": {"type": "string", "description": 'Title of the failure, e.g. "Validation failed".'},
             "message": {"type": "string", "description": "What went wrong, naming the field if any."},
-            "code": {"type": "string", "description": "Machine-readable reason, e.g. \"NOT_FOUND\"."},
+            "code": {"type": "string", "description": 'Machine-readable reason, e.g. "NOT_FOUND".'},
         },
         "required": ["error", "message"],
     }
@@ -507,8 +521,9 @@ def _components(schemas: dict[str, Schema]) -> Schema:
     for code, name, description in _ERROR_RESPONSES:
         response: Schema = {"description": description}
         if code == 429:
-            response["headers"] = {"Retry-After": {
-                "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+            response["headers"] = {
+                "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+            }
         response["content"] = {"application/json": {"schema": _ref("schemas", "Error")}}
         responses[name] = response
     return {
@@ -516,27 +531,34 @@ def _components(schemas: dict[str, Schema]) -> Schema:
         "responses": responses,
         "parameters": {
             "IdempotencyKey": {
-                "name": "Idempotency-Key", "in": "header", "required": False,
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
                 "description": "Makes the request safe to retry: a repeat with the same key and body answers "
-                               "the stored response; the same key with another body answers 422.",
+                "the stored response; the same key with another body answers 422.",
                 "schema": {"type": "string", "maxLength": 255},
             },
             "RequestId": {
-                "name": "X-Request-Id", "in": "header", "required": False,
+                "name": "X-Request-Id",
+                "in": "header",
+                "required": False,
                 "description": "Caller's id of the request, echoed in the response and logs.",
                 "schema": {"type": "string"},
             },
         },
         "securitySchemes": {
             "bearer": {
-                "type": "http", "scheme": "bearer",
+                "type": "http",
+                "scheme": "bearer",
                 "description": "An API key: sk-hyp-... (secret key of one org), mt-hyp-... (management "
-                               "token, /gateway routes) or pk_live_... (publishable key, /sdk routes only).",
+                "token, /gateway routes) or pk_live_... (publishable key, /sdk routes only).",
             },
             "orgHeader": {
-                "type": "apiKey", "in": "header", "name": "X-Org-Id",
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Org-Id",
                 "description": "Direct engine mode: the org id, trusted without a key "
-                               "(local, or behind a gateway that sets it).",
+                "(local, or behind a gateway that sets it).",
             },
         },
     }

@@ -59,8 +59,7 @@ def _error_frame(binding: Binding, exc: grpc.aio.AioRpcError, ndjson: bool) -> s
     return f"event: error\ndata: {codec.dumps(body)}\n\n"
 
 
-async def stream_response(binding: Binding, call: Any, ndjson: bool,
-                          headers: dict[str, str]) -> StreamingResponse:
+async def stream_response(binding: Binding, call: Any, ndjson: bool, headers: dict[str, str]) -> StreamingResponse:
     """Wait for the first message (so early errors keep their status), then stream the rest."""
     iterator = call.__aiter__()
     first: Message | None
@@ -92,5 +91,6 @@ async def stream_response(binding: Binding, call: Any, ndjson: bool,
             call.cancel()  # the client went away, or we are done: stop the server-side stream
 
     media_type = NDJSON if ndjson else SSE
-    return StreamingResponse(body(), media_type=media_type,
-                             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+    return StreamingResponse(
+        body(), media_type=media_type, headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    )

@@ -12,8 +12,7 @@ from gateway import codec
 from gateway.bindings import Binding
 
 
-def build_request(binding: Binding, body: object | None, path_params: dict[str, str],
-                  query: QueryParams) -> Message:
+def build_request(binding: Binding, body: object | None, path_params: dict[str, str], query: QueryParams) -> Message:
     message = binding.request_class()
     bound: set[str] = set()
     if binding.body == "*":
@@ -41,10 +40,15 @@ def build_request(binding: Binding, body: object | None, path_params: dict[str, 
 def _derive_update_mask(binding: Binding, message: Message, body: object | None) -> None:
     """PATCH with a body field and no explicit update_mask: the mask is the set of keys the client sent."""
     mask_field = message.DESCRIPTOR.fields_by_name.get("update_mask")
-    if (binding.http_method != "PATCH" or mask_field is None or mask_field.message_type is None
-            or mask_field.message_type.full_name != "google.protobuf.FieldMask" or not isinstance(body, dict)):
+    if (
+        binding.http_method != "PATCH"
+        or mask_field is None
+        or mask_field.message_type is None
+        or mask_field.message_type.full_name != "google.protobuf.FieldMask"
+        or not isinstance(body, dict)
+    ):
         return
-    mask: field_mask_pb2.FieldMask = getattr(message, "update_mask")
+    mask: field_mask_pb2.FieldMask = getattr(message, mask_field.name)
     if mask.paths:
         return
     target = message.DESCRIPTOR.fields_by_name[binding.body].message_type

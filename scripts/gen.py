@@ -49,13 +49,21 @@ def run_protoc() -> None:
     well_known = _package_dir("grpc_tools") / "_proto"
     bin_dir = Path(sys.executable).parent
     args = [
-        sys.executable, "-m", "grpc_tools.protoc",
-        f"-I{PROTO}", f"-I{THIRD_PARTY}", f"-I{well_known}",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{PROTO}",
+        f"-I{THIRD_PARTY}",
+        f"-I{well_known}",
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
-        f"--python_out={PY_OUT}", f"--grpc_python_out={PY_OUT}",
-        f"--mypy_out=quiet:{PY_OUT}", f"--mypy_grpc_out=quiet:{PY_OUT}",
-        f"--descriptor_set_out={DESCRIPTORS}", "--include_source_info", "--include_imports",
+        f"--python_out={PY_OUT}",
+        f"--grpc_python_out={PY_OUT}",
+        f"--mypy_out=quiet:{PY_OUT}",
+        f"--mypy_grpc_out=quiet:{PY_OUT}",
+        f"--descriptor_set_out={DESCRIPTORS}",
+        "--include_source_info",
+        "--include_imports",
         *protos,
     ]
     subprocess.run(args, check=True, cwd=ROOT)
@@ -80,8 +88,9 @@ def main() -> None:
     write_openapi()
     print(f"generated/ written from {len(list(PROTO.rglob('*.proto')))} proto files")
     if args.check:
-        diff = subprocess.run(["git", "status", "--porcelain", "--", "generated"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout
+        diff = subprocess.run(
+            ["git", "status", "--porcelain", "--", "generated"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
         if diff:
             print("generated/ is stale; run `uv run python scripts/gen.py` and commit:\n" + diff, file=sys.stderr)
             raise SystemExit(1)

@@ -36,10 +36,16 @@ from server.services.workflows import WorkflowService
 from server.store.db import create_engine, ensure_database, migrate
 
 log = logging.getLogger("hyphae")
-SERVICES = [s.DESCRIPTOR.services_by_name[name].full_name for s, name in (
-    (system_service_pb2, "SystemService"), (workflow_service_pb2, "WorkflowService"),
-    (action_service_pb2, "ActionService"), (org_config_service_pb2, "OrgConfigService"),
-    (gateway_service_pb2, "GatewayService"))]
+SERVICES = [
+    s.DESCRIPTOR.services_by_name[name].full_name
+    for s, name in (
+        (system_service_pb2, "SystemService"),
+        (workflow_service_pb2, "WorkflowService"),
+        (action_service_pb2, "ActionService"),
+        (org_config_service_pb2, "OrgConfigService"),
+        (gateway_service_pb2, "GatewayService"),
+    )
+]
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -60,9 +66,10 @@ def database(settings: Settings) -> Iterator[str]:
 async def build_grpc_server(engine: AsyncEngine, settings: Settings, address: str) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
     limiter = RateLimiter(settings.rate_limit_per_minute)
-    server = grpc.aio.server(interceptors=[Gatekeeper(authenticator, limiter, engine)],
-                             options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                                      ("grpc.max_send_message_length", MAX_MESSAGE)])
+    server = grpc.aio.server(
+        interceptors=[Gatekeeper(authenticator, limiter, engine)],
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)],
+    )
     box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
     system_service_pb2_grpc.add_SystemServiceServicer_to_server(SystemService(engine), server)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)
@@ -101,10 +108,13 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
     engine = create_engine(database_url, pool_size=settings.db_pool_size)
     grpc_server, grpc_port = await build_grpc_server(engine, settings, f"{settings.host}:{settings.grpc_port}")
     await grpc_server.start()
-    app = create_app(f"127.0.0.1:{grpc_port}" if settings.host in ("0.0.0.0", "::") else
-                     f"{settings.host}:{grpc_port}", max_body_bytes=settings.max_body_bytes)
-    config = uvicorn.Config(app, host=settings.host, port=settings.http_port, log_level="warning",
-                            access_log=False, lifespan="on")
+    app = create_app(
+        f"127.0.0.1:{grpc_port}" if settings.host in ("0.0.0.0", "::") else f"{settings.host}:{grpc_port}",
+        max_body_bytes=settings.max_body_bytes,
+    )
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False, lifespan="on"
+    )
     http = QuietServer(config)
     serving = asyncio.create_task(http.serve())
     while not http.started:
@@ -133,7 +143,10 @@ async def serve(settings: Settings) -> None:
                 loop.add_signal_handler(sig, up.stop.set)
             mode = "embedded Postgres" if settings.embedded else "external Postgres"
             trust = "X-Org-Id accepted without a key" if settings.trust_org_header else "API keys required"
-            print(f"Hyphae {mode}: REST http://{settings.host}:{up.http_port}  gRPC {settings.host}:{up.grpc_port}"
-                  f"  ({trust}; Ctrl-C stops)", flush=True)
+            print(
+                f"Hyphae {mode}: REST http://{settings.host}:{up.http_port}  gRPC {settings.host}:{up.grpc_port}"
+                f"  ({trust}; Ctrl-C stops)",
+                flush=True,
+            )
             await up.stop.wait()
             print("stopping...", flush=True)

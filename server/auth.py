@@ -108,20 +108,25 @@ class Authenticator:
         if token.startswith(MANAGEMENT_TOKEN_PREFIX):
             found = await self._lookup(token, management=True)
             if access != options_pb2.ACCESS_MANAGEMENT:
-                raise PermissionDenied("a management token manages accounts, orgs and keys; call this route "
-                                       "with an sk-hyp- API key")
+                raise PermissionDenied(
+                    "a management token manages accounts, orgs and keys; call this route with an sk-hyp- API key"
+                )
             return found
         if token.startswith((SECRET_KEY_PREFIX, PUBLISHABLE_KEY_PREFIX)):
             try:
                 found = await self._lookup(token, management=False)
             except Unauthenticated as exc:
                 if access == options_pb2.ACCESS_MANAGEMENT:
-                    raise Unauthenticated(f"{exc.message}; this route needs Authorization: Bearer mt-hyp-... "
-                                          "(the management token returned by POST /gateway/signup)") from None
+                    raise Unauthenticated(
+                        f"{exc.message}; this route needs Authorization: Bearer mt-hyp-... "
+                        "(the management token returned by POST /gateway/signup)"
+                    ) from None
                 raise
             if access == options_pb2.ACCESS_MANAGEMENT:
-                raise PermissionDenied("API keys run workflows; this route needs Authorization: Bearer mt-hyp-... "
-                                       "(the management token returned by POST /gateway/signup)")
+                raise PermissionDenied(
+                    "API keys run workflows; this route needs Authorization: Bearer mt-hyp-... "
+                    "(the management token returned by POST /gateway/signup)"
+                )
             if found.kind == "publishable" and not rule.publishable:
                 raise PermissionDenied("publishable (pk_live_) keys work only on /sdk/* routes; use an sk-hyp- key")
             if access not in ALLOWED.get(found.permissions, set()):
@@ -131,16 +136,19 @@ class Authenticator:
         if token:
             raise Unauthenticated("unrecognised key: expected sk-hyp-..., pk_live_... or mt-hyp-...")
         if access == options_pb2.ACCESS_MANAGEMENT:
-            raise Unauthenticated("this route needs Authorization: Bearer mt-hyp-... (the management token "
-                                  "returned by POST /gateway/signup)")
+            raise Unauthenticated(
+                "this route needs Authorization: Bearer mt-hyp-... (the management token "
+                "returned by POST /gateway/signup)"
+            )
         org = metadata.get("x-org-id", "").strip()
         if org:
             if not self.trust_org_header:
-                raise Unauthenticated("this server does not accept X-Org-Id on its own; send Authorization: "
-                                      "Bearer sk-hyp-... (or set HYPHAE_TRUST_ORG_HEADER=true behind a gateway)")
+                raise Unauthenticated(
+                    "this server does not accept X-Org-Id on its own; send Authorization: "
+                    "Bearer sk-hyp-... (or set HYPHAE_TRUST_ORG_HEADER=true behind a gateway)"
+                )
             if not ORG_ID.match(org):
-                raise InvalidArgument("X-Org-Id must be 1-128 letters, digits, '_', '-', '.' or ':'",
-                                      field="X-Org-Id")
+                raise InvalidArgument("X-Org-Id must be 1-128 letters, digits, '_', '-', '.' or ':'", field="X-Org-Id")
             await self._ensure_org(org)
             return Principal(kind="org_header", org_id=org)
         raise Unauthenticated("missing credentials: send Authorization: Bearer sk-hyp-... or X-Org-Id")
@@ -168,8 +176,7 @@ class Authenticator:
                 else:
                     key = await accounts.key_by_hash(connection, digest)
                     if key is not None:
-                        found = Principal(kind=key.kind, org_id=key.org_id, key_id=key.id,
-                                          permissions=key.permissions)
+                        found = Principal(kind=key.kind, org_id=key.org_id, key_id=key.id, permissions=key.permissions)
                         await accounts.touch_key(connection, key.id)
             self._keys[digest] = (now + CACHE_SECONDS, found)
         if found is None:

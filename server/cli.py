@@ -38,10 +38,12 @@ def _orgs_create(args: argparse.Namespace, settings: Settings) -> None:
         engine = create_engine(url, pool_size=1)
         try:
             async with connect(engine) as connection:
-                org = await accounts.create_org(connection, org_id=args.id or new_id("org"), name=args.name,
-                                                account_id=None)
-                key = await create_key(TenantRepository(connection, org.id), label=args.label,
-                                       permissions=args.permissions)
+                org = await accounts.create_org(
+                    connection, org_id=args.id or new_id("org"), name=args.name, account_id=None
+                )
+                key = await create_key(
+                    TenantRepository(connection, org.id), label=args.label, permissions=args.permissions
+                )
         finally:
             await engine.dispose()
         print(f"org:     {org.id}\nkey:     {key.key}\n(the key is shown only once; it is stored as a hash)")

@@ -102,17 +102,13 @@ class EmbeddedPostgres:
                     "to run the embedded PostgreSQL as (it refuses to run as root)."
                 ) from None
             if pw.pw_uid == 0:
-                raise EmbeddedPostgresError(
-                    "PostgreSQL refuses to run as root: set HYPHAE_PG_USER to a non-root user."
-                )
+                raise EmbeddedPostgresError("PostgreSQL refuses to run as root: set HYPHAE_PG_USER to a non-root user.")
             self.user, self._uid, self._gid = name, pw.pw_uid, pw.pw_gid
         else:
             self._uid, self._gid = os.geteuid(), os.getegid()
             self.user = pwd.getpwuid(self._uid).pw_name
             if run_as is not None and run_as != self.user:
-                raise EmbeddedPostgresError(
-                    f"run_as={run_as!r} needs root; this process runs as {self.user!r}."
-                )
+                raise EmbeddedPostgresError(f"run_as={run_as!r} needs root; this process runs as {self.user!r}.")
         sock = self.data_dir.parent / f"{self.data_dir.name}.sock"
         if len(os.fsencode(sock / f".s.PGSQL.{PORT}")) > _MAX_SOCKET_PATH:
             digest = hashlib.sha256(os.fsencode(self.data_dir)).hexdigest()[:16]
@@ -172,8 +168,7 @@ class EmbeddedPostgres:
                 res = self._run(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", t])
                 if res.returncode != 0 and (self.data_dir / "postmaster.pid").exists():
                     raise EmbeddedPostgresError(
-                        f"pg_ctl stop failed ({res.stdout.strip()}); "
-                        f"stop it with `pg_ctl stop -D {self.data_dir}`."
+                        f"pg_ctl stop failed ({res.stdout.strip()}); stop it with `pg_ctl stop -D {self.data_dir}`."
                     )
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -282,9 +277,7 @@ class EmbeddedPostgres:
         """Best effort: is ``pid`` a postgres binary whose cwd (postmaster chdirs to it) is our data dir?"""
         proc = _PROC / str(pid)
         if not _PROC.is_dir():  # macOS: no /proc
-            res = subprocess.run(
-                ["ps", "-p", str(pid), "-o", "comm="], capture_output=True, text=True, check=False
-            )
+            res = subprocess.run(["ps", "-p", str(pid), "-o", "comm="], capture_output=True, text=True, check=False)
             return Path(res.stdout.strip()).name == "postgres"
         try:
             exe = Path(os.readlink(proc / "exe")).name  # may end in " (deleted)" after a reinstall

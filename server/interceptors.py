@@ -50,8 +50,9 @@ class Gatekeeper(_Interceptor):
         self.engine = engine
         self._rules: dict[str, options_pb2.MethodRule | None] = {}
 
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
-                                details: grpc.HandlerCallDetails) -> Any:
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
         handler = await continuation(details)
         method: str = details.method
         if method not in self._rules:
@@ -61,27 +62,37 @@ class Gatekeeper(_Interceptor):
             return handler
         metadata = {key: value for key, value in (details.invocation_metadata or ()) if isinstance(value, str)}
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, rule, metadata,
-                                                            handler.response_serializer))
+            return handler._replace(
+                unary_unary=self._unary(handler.unary_unary, method, rule, metadata, handler.response_serializer)
+            )
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._stream(handler.unary_stream, rule, metadata))
         return handler
 
-    async def _admit(self, request: Message, rule: options_pb2.MethodRule, metadata: dict[str, str],
-                     trailers: Trailers) -> auth.Principal:
+    async def _admit(
+        self, request: Message, rule: options_pb2.MethodRule, metadata: dict[str, str], trailers: Trailers
+    ) -> auth.Principal:
         principal = await self.authenticator.authenticate(metadata, rule)
         auth.current_principal.set(principal)
         if rule.access != options_pb2.ACCESS_PUBLIC:
             decision = self.limiter.check(principal.rate_key)
             trailers.extend(decision.headers())
             if not decision.allowed:
-                raise RateLimited(f"rate limit of {decision.limit} requests per minute exceeded; retry in "
-                                  f"{decision.retry_after} s", retry_after=decision.retry_after)
+                raise RateLimited(
+                    f"rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s",
+                    retry_after=decision.retry_after,
+                )
         check_request(request)
         return principal
 
-    def _unary(self, inner: Callable[[Any, Any], Awaitable[Any]], method: str, rule: options_pb2.MethodRule,
-               metadata: dict[str, str], serializer: Callable[[Any], bytes]) -> Callable[..., Awaitable[Any]]:
+    def _unary(
+        self,
+        inner: Callable[[Any, Any], Awaitable[Any]],
+        method: str,
+        rule: options_pb2.MethodRule,
+        metadata: dict[str, str],
+        serializer: Callable[[Any], bytes],
+    ) -> Callable[..., Awaitable[Any]]:
         async def call(request: Message, context: Context) -> Any:
             trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
             failure: HyphaeError | None = None
@@ -89,8 +100,16 @@ class Gatekeeper(_Interceptor):
                 principal = await self._admit(request, rule, metadata, trailers)
                 key = metadata.get("idempotency-key", "")
                 if key and rule.access != options_pb2.ACCESS_READ:
-                    response = await self._idempotent(inner, request, context, method, principal.scope, key,
-                                                      serializer, store_answer=not rule.secret_response)
+                    response = await self._idempotent(
+                        inner,
+                        request,
+                        context,
+                        method,
+                        principal.scope,
+                        key,
+                        serializer,
+                        store_answer=not rule.secret_response,
+                    )
                 else:
                     response = await inner(request, context)
                 context.set_trailing_metadata(tuple(trailers))
@@ -104,8 +123,9 @@ class Gatekeeper(_Interceptor):
 
         return call
 
-    def _stream(self, inner: Callable[[Any, Any], AsyncIterator[Any]], rule: options_pb2.MethodRule,
-                metadata: dict[str, str]) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(
+        self, inner: Callable[[Any, Any], AsyncIterator[Any]], rule: options_pb2.MethodRule, metadata: dict[str, str]
+    ) -> Callable[..., AsyncIterator[Any]]:
         async def call(request: Message, context: Context) -> AsyncIterator[Any]:
             trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
             failure: HyphaeError | None = None
@@ -124,9 +144,18 @@ class Gatekeeper(_Interceptor):
 
         return call
 
-    async def _idempotent(self, inner: Callable[[Any, Any], Awaitable[Any]], request: Message,
-                          context: Context, method: str, scope: str, key: str,
-                          serializer: Callable[[Any], bytes], *, store_answer: bool) -> Any:
+    async def _idempotent(
+        self,
+        inner: Callable[[Any, Any], Awaitable[Any]],
+        request: Message,
+        context: Context,
+        method: str,
+        scope: str,
+        key: str,
+        serializer: Callable[[Any], bytes],
+        *,
+        store_answer: bool,
+    ) -> Any:
         """Same key + same request -> the stored answer; other request -> 422; first call still running -> 409.
 
         Answers holding a secret are not stored (a repeat answers 409), so a key never replays a secret."""
@@ -137,15 +166,22 @@ class Gatekeeper(_Interceptor):
             claim = await idempotency.claim(connection, scope, key, method, request_hash.hexdigest())
         if not claim.fresh:
             if claim.method != method or claim.request_hash != request_hash.hexdigest():
-                raise InvalidArgument("this Idempotency-Key was already used with a different request; use a new "
-                                      "key for a new request", field="Idempotency-Key",
-                                      reason="IDEMPOTENCY_KEY_REUSED")
+                raise InvalidArgument(
+                    "this Idempotency-Key was already used with a different request; use a new key for a new request",
+                    field="Idempotency-Key",
+                    reason="IDEMPOTENCY_KEY_REUSED",
+                )
             if claim.response is None:
-                raise Conflict("a request with this Idempotency-Key is still in progress; retry shortly",
-                               reason="IDEMPOTENCY_IN_PROGRESS")
+                raise Conflict(
+                    "a request with this Idempotency-Key is still in progress; retry shortly",
+                    reason="IDEMPOTENCY_IN_PROGRESS",
+                )
             if not store_answer:
-                raise Conflict("this request already succeeded with this Idempotency-Key; its answer held a "
-                               "secret shown only once, so it is not replayed", reason="IDEMPOTENCY_NOT_REPLAYED")
+                raise Conflict(
+                    "this request already succeeded with this Idempotency-Key; its answer held a "
+                    "secret shown only once, so it is not replayed",
+                    reason="IDEMPOTENCY_NOT_REPLAYED",
+                )
             response_class = type(await _empty_response(method))
             return response_class.FromString(claim.response)
         try:

@@ -26,10 +26,13 @@ class Decision:
     retry_after: int  # until one request is allowed again (0 when allowed)
 
     def headers(self) -> list[tuple[str, str]]:
-        fields = [("ratelimit-limit", str(self.limit)), ("ratelimit-remaining", str(self.remaining)),
-                  ("ratelimit-reset", str(self.reset_seconds)),
-                  ("ratelimit", f"limit={self.limit}, remaining={self.remaining}, reset={self.reset_seconds}"),
-                  ("ratelimit-policy", f"{self.limit};w=60")]
+        fields = [
+            ("ratelimit-limit", str(self.limit)),
+            ("ratelimit-remaining", str(self.remaining)),
+            ("ratelimit-reset", str(self.reset_seconds)),
+            ("ratelimit", f"limit={self.limit}, remaining={self.remaining}, reset={self.reset_seconds}"),
+            ("ratelimit-policy", f"{self.limit};w=60"),
+        ]
         if not self.allowed:
             fields.append(("retry-after", str(self.retry_after)))
         return fields

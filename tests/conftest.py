@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from server.app import running
+from server.app import Running, running
 from server.config import Settings
 from server.embedded_pg import EmbeddedPostgres
 from server.store.db import migrate, sqlalchemy_url
@@ -108,37 +108,47 @@ class ServerInfo:
 def run_server(settings: Settings, database_url: str) -> Iterator[ServerInfo]:
     """The real app (gRPC + gateway) on free loopback ports, in a thread with its own event loop."""
     ready = threading.Event()
-    box: dict[str, object] = {}
+    started: list[Running] = []
+    failures: list[BaseException] = []
+    loops: list[asyncio.AbstractEventLoop] = []
 
     async def main() -> None:
         try:
             async with running(settings, database_url) as up:
-                box["up"] = up
-                box["loop"] = asyncio.get_running_loop()
+                started.append(up)
+                loops.append(asyncio.get_running_loop())
                 ready.set()
                 await up.stop.wait()
         except BaseException as exc:
-            box["error"] = exc
+            failures.append(exc)
             ready.set()
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
     ready.wait(60)
-    if "error" in box:
-        raise RuntimeError("test server failed to start") from box["error"]  # type: ignore[arg-type]
-    up = box["up"]
+    if failures or not started:
+        raise RuntimeError("test server failed to start") from (failures[0] if failures else None)
+    up = started[0]
     try:
-        yield ServerInfo(f"http://127.0.0.1:{up.http_port}", f"127.0.0.1:{up.grpc_port}",  # type: ignore[attr-defined]
-                         database_url, settings)
+        yield ServerInfo(f"http://127.0.0.1:{up.http_port}", f"127.0.0.1:{up.grpc_port}", database_url, settings)
     finally:
-        box["loop"].call_soon_threadsafe(up.stop.set)  # type: ignore[attr-defined]
+        loops[0].call_soon_threadsafe(up.stop.set)
         thread.join(30)
 
 
 def make_settings(tmp_dir: Path, **overrides: object) -> Settings:
-    base = Settings(database_url="external", data_dir=tmp_dir, host="127.0.0.1", http_port=0, grpc_port=0,
-                    trust_org_header=True, rate_limit_per_minute=1_000_000, max_body_bytes=4 * 1024 * 1024,
-                    secret_key=TEST_SECRET_KEY, db_pool_size=5)
+    base = Settings(
+        database_url="external",
+        data_dir=tmp_dir,
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        trust_org_header=True,
+        rate_limit_per_minute=1_000_000,
+        max_body_bytes=4 * 1024 * 1024,
+        secret_key=TEST_SECRET_KEY,
+        db_pool_size=5,
+    )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 

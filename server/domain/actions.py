@@ -14,8 +14,11 @@ ACTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 TABLE_OPERATIONS = ("read", "write", "update", "upsert")
 KIND_NAMES = {
-    action_pb2.ACTION_KIND_HTTP: "http", action_pb2.ACTION_KIND_LLM: "llm", action_pb2.ACTION_KIND_DB: "db",
-    action_pb2.ACTION_KIND_MATCHER: "matcher", action_pb2.ACTION_KIND_CUSTOM_TABLE: "custom-table",
+    action_pb2.ACTION_KIND_HTTP: "http",
+    action_pb2.ACTION_KIND_LLM: "llm",
+    action_pb2.ACTION_KIND_DB: "db",
+    action_pb2.ACTION_KIND_MATCHER: "matcher",
+    action_pb2.ACTION_KIND_CUSTOM_TABLE: "custom-table",
 }
 
 
@@ -32,11 +35,14 @@ def _between(value: float, low: float, high: float, wire: str) -> None:
 def validate(action: action_pb2.Action) -> None:
     """Raise InvalidArgument for the first problem; normalises http_method to upper case."""
     if not ACTION_NAME.match(action.action_name):
-        raise InvalidArgument("must start with a letter or '_' and hold only letters, digits, '_', '-' or '.' "
-                              "(at most 100)", field="action.action_name")
+        raise InvalidArgument(
+            "must start with a letter or '_' and hold only letters, digits, '_', '-' or '.' (at most 100)",
+            field="action.action_name",
+        )
     if action.action_name in PRIMITIVES:
-        raise InvalidArgument(f"{action.action_name!r} is a built-in primitive; choose another name",
-                              field="action.action_name")
+        raise InvalidArgument(
+            f"{action.action_name!r} is a built-in primitive; choose another name", field="action.action_name"
+        )
     kind = KIND_NAMES.get(action.kind)
     if kind is None:
         raise InvalidArgument("must be one of http, llm, db, matcher, custom-table", field="action.kind")

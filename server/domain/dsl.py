@@ -187,16 +187,12 @@ def split_template(text: str) -> list[str | TemplateField]:
         inner = text[start + 2 : end]
         source = text[start : end + 2]
         if "{{" in inner:
-            raise ValueError(
-                f"unbalanced template: '{{{{' at offset {start} is not closed before the next '{{{{'"
-            )
+            raise ValueError(f"unbalanced template: '{{{{' at offset {start} is not closed before the next '{{{{'")
         stripped = inner.strip()
         if stripped == "":
             raise ValueError(f"empty template placeholder {source!r}")
         if stripped.startswith("@"):
-            raise ValueError(
-                f"template placeholder {source!r}: template paths take no '@' (write {{{{input.x}}}})"
-            )
+            raise ValueError(f"template placeholder {source!r}: template paths take no '@' (write {{{{input.x}}}})")
         try:
             path = parse_path(stripped)
         except ValueError as exc:
@@ -292,9 +288,7 @@ def _check_json_tree(root: object, path: str) -> None:
         value, where, depth = stack.pop()
         if isinstance(value, dict | list):
             if depth > MAX_DEPTH:
-                raise DefinitionError(
-                    where, f"nesting too deep: at most {MAX_DEPTH} levels of objects/arrays"
-                )
+                raise DefinitionError(where, f"nesting too deep: at most {MAX_DEPTH} levels of objects/arrays")
             children: list[tuple[object, str, int]] = []
             if isinstance(value, dict):
                 for key, item in value.items():
@@ -344,9 +338,7 @@ def validate_condition(condition: object, path: str = "condition") -> None:
 
 def _condition(condition: object, path: str) -> None:
     if not isinstance(condition, dict):
-        raise DefinitionError(
-            path, f"a condition must be an object with one operator key, got {_type_name(condition)}"
-        )
+        raise DefinitionError(path, f"a condition must be an object with one operator key, got {_type_name(condition)}")
     if len(condition) != 1:
         if not condition:
             raise DefinitionError(path, "empty condition: expected exactly one operator key")
@@ -359,8 +351,7 @@ def _condition(condition: object, path: str) -> None:
         expected = ", ".join(sorted(CONDITION_OPERATORS))
         raise DefinitionError(
             path,
-            f"unknown operator {operator!r} (expected one of {expected})"
-            f"{_suggest(operator, CONDITION_OPERATORS)}",
+            f"unknown operator {operator!r} (expected one of {expected}){_suggest(operator, CONDITION_OPERATORS)}",
         )
     here = _child(path, operator)
     if operator in COMPARISON_OPERATORS:
@@ -391,18 +382,14 @@ def _condition(condition: object, path: str) -> None:
         value, pattern = _operand_pair(argument, here, operator, "[value, regex]")
         _operand(value, f"{here}[0]")
         if not isinstance(pattern, str):
-            raise DefinitionError(
-                f"{here}[1]", f"the regex of 'matches' must be a string, got {_type_name(pattern)}"
-            )
+            raise DefinitionError(f"{here}[1]", f"the regex of 'matches' must be a string, got {_type_name(pattern)}")
         if pattern.startswith("@"):
             _check_string(pattern, f"{here}[1]")
         else:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise DefinitionError(
-                    f"{here}[1]", f"invalid regular expression {_short(pattern)!r}: {exc}"
-                ) from None
+                raise DefinitionError(f"{here}[1]", f"invalid regular expression {_short(pattern)!r}: {exc}") from None
     elif operator in ("and", "or"):
         if not isinstance(argument, list) or not argument:
             raise DefinitionError(here, f"{operator!r} takes a non-empty list of conditions")
@@ -414,9 +401,7 @@ def _condition(condition: object, path: str) -> None:
 
 def _operand_pair(argument: object, path: str, operator: str, shape: str) -> tuple[object, object]:
     if not isinstance(argument, list):
-        raise DefinitionError(
-            path, f"{operator!r} takes a list of 2 operands {shape}, got {_type_name(argument)}"
-        )
+        raise DefinitionError(path, f"{operator!r} takes a list of 2 operands {shape}, got {_type_name(argument)}")
     if len(argument) != 2:
         raise DefinitionError(path, f"{operator!r} takes a list of 2 operands {shape}, got {len(argument)}")
     return argument[0], argument[1]
@@ -468,9 +453,7 @@ def _schedule(schedule: object, path: str) -> None:
             raise DefinitionError(where, f"'cron' must be a string, got {_type_name(cron)}")
         fields = cron.split()
         if len(fields) != 5:
-            raise DefinitionError(
-                where, f"'cron' needs 5 fields (minute hour day month weekday), got {len(fields)}"
-            )
+            raise DefinitionError(where, f"'cron' needs 5 fields (minute hour day month weekday), got {len(fields)}")
         for field in fields:
             if _CRON_FIELD_RE.fullmatch(field) is None:
                 raise DefinitionError(where, f"invalid cron field {field!r}")
@@ -485,9 +468,7 @@ def _schedule(schedule: object, path: str) -> None:
     if timezone is not None:
         where = _child(path, "timezone")
         if not isinstance(timezone, str):
-            raise DefinitionError(
-                where, f"'timezone' must be an IANA name string, got {_type_name(timezone)}"
-            )
+            raise DefinitionError(where, f"'timezone' must be an IANA name string, got {_type_name(timezone)}")
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -561,8 +542,7 @@ class _Validator:
         if value is not None and not is_identifier(value):
             raise DefinitionError(
                 _child(path, key),
-                f"{key!r} must be an identifier matching ^[A-Za-z_][A-Za-z0-9_]*$, "
-                f"got {_short(json.dumps(value))}",
+                f"{key!r} must be an identifier matching ^[A-Za-z_][A-Za-z0-9_]*$, got {_short(json.dumps(value))}",
             )
 
     def boolean(self, props: dict[str, object], key: str, path: str) -> None:
@@ -580,9 +560,7 @@ class _Validator:
             hint = _suggest(value, choices) if isinstance(value, str) else ""
             raise DefinitionError(_child(path, key), f"{key!r} must be one of {options}, got {shown}{hint}")
 
-    def string_list(
-        self, props: dict[str, object], key: str, path: str, *, required: bool, what: str
-    ) -> None:
+    def string_list(self, props: dict[str, object], key: str, path: str, *, required: bool, what: str) -> None:
         value = self.require(props, key, path, what) if required else props.get(key)
         if value is None:
             return
@@ -598,9 +576,7 @@ class _Validator:
     def step(self, step: object, path: str) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
-            raise DefinitionError(
-                path, f"too many steps: at most {MAX_STEPS} (counting onFalse steps and loop bodies)"
-            )
+            raise DefinitionError(path, f"too many steps: at most {MAX_STEPS} (counting onFalse steps and loop bodies)")
         if not isinstance(step, dict):
             raise DefinitionError(path, f"a step must be an object, got {_type_name(step)}")
         _check_keys(step, STEP_KEYS, path, "step")
@@ -633,9 +609,7 @@ class _Validator:
         if step_filter is not None:
             filter_path = _child(path, "filter")
             if not isinstance(step_filter, dict):
-                raise DefinitionError(
-                    filter_path, f"'filter' must be an object, got {_type_name(step_filter)}"
-                )
+                raise DefinitionError(filter_path, f"'filter' must be an object, got {_type_name(step_filter)}")
             _check_keys(step_filter, ("condition",), filter_path, "filter")
             if step_filter.get("condition") is None:
                 raise DefinitionError(_child(filter_path, "condition"), "'filter' must contain a 'condition'")
@@ -685,8 +659,7 @@ class _Validator:
             if not isinstance(value, list):
                 raise DefinitionError(
                     where,
-                    f"{side!r} must be an array, an @reference or a 'doc:<id>' string, "
-                    f"got {_short(json.dumps(value))}",
+                    f"{side!r} must be an array, an @reference or a 'doc:<id>' string, got {_short(json.dumps(value))}",
                 )
         self.string_list(props, "matchOn", path, required=True, what="the fields that must match exactly")
         self.number(props, "tolerance", path, minimum=0)
@@ -777,22 +750,16 @@ class _Validator:
             if not isinstance(tool.get("name"), str) or not str(tool.get("name")).strip():
                 raise DefinitionError(_child(path, "name"), "an action tool needs a non-empty 'name'")
         elif tool_type == "workflow":
-            if not any(
-                isinstance(tool.get(key), str) and str(tool.get(key)).strip() for key in ("id", "name")
-            ):
+            if not any(isinstance(tool.get(key), str) and str(tool.get(key)).strip() for key in ("id", "name")):
                 raise DefinitionError(path, "a workflow tool needs a non-empty 'id' or 'name'")
         else:
             shown = repr(tool_type) if isinstance(tool_type, str) else _type_name(tool_type)
-            raise DefinitionError(
-                _child(path, "type"), f"unknown tool type {shown} (expected 'action' or 'workflow')"
-            )
+            raise DefinitionError(_child(path, "type"), f"unknown tool type {shown} (expected 'action' or 'workflow')")
 
     def approval(self, props: dict[str, object], path: str) -> None:
         comment = self.require(props, "comment", path, "what the reviewer must look at")
         if not isinstance(comment, str):
-            raise DefinitionError(
-                _child(path, "comment"), f"'comment' must be a string, got {_type_name(comment)}"
-            )
+            raise DefinitionError(_child(path, "comment"), f"'comment' must be a string, got {_type_name(comment)}")
         payload = props.get("request_payload")
         if payload is not None and not isinstance(payload, dict):
             raise DefinitionError(
@@ -813,9 +780,7 @@ class _Validator:
                 )
             for index, item in enumerate(intervals):
                 if not _is_number(item) or not isinstance(item, int | float) or item <= 0:
-                    raise DefinitionError(
-                        f"{where}[{index}]", "reminder intervals must be positive numbers of seconds"
-                    )
+                    raise DefinitionError(f"{where}[{index}]", "reminder intervals must be positive numbers of seconds")
         _scan(props, path)
 
     def custom_table(self, props: dict[str, object], path: str) -> None:
@@ -843,9 +808,7 @@ class _Validator:
             )
         fields = props.get("fields")
         if fields is not None and not isinstance(fields, dict):
-            raise DefinitionError(
-                _child(path, "fields"), f"'fields' must be an object, got {_type_name(fields)}"
-            )
+            raise DefinitionError(_child(path, "fields"), f"'fields' must be an object, got {_type_name(fields)}")
         has_keys = isinstance(keys, list) and bool(keys)
         has_fields = isinstance(fields, dict) and bool(fields)
         if operation in ("update", "upsert") and not has_keys:
@@ -853,9 +816,7 @@ class _Validator:
                 _child(path, "keys"), f"operation {operation!r} needs 'keys'/'values' to select the row(s)"
             )
         if operation == "update" and not has_fields:
-            raise DefinitionError(
-                _child(path, "fields"), "operation 'update' needs non-empty 'fields' to set"
-            )
+            raise DefinitionError(_child(path, "fields"), "operation 'update' needs non-empty 'fields' to set")
         if operation == "write" and not (has_keys or has_fields):
             raise DefinitionError(path, "operation 'write' needs 'keys'/'values' or 'fields' to insert")
         _scan(props, path)

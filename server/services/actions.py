@@ -12,8 +12,8 @@ from server import auth
 from server.domain import actions as domain
 from server.domain import builtin_actions
 from server.services import Context, timestamp
-from server.store import pagination, tenant
 from server.store import actions as store
+from server.store import pagination, tenant
 
 
 def to_proto(row: Any) -> action_pb2.Action:
@@ -38,19 +38,23 @@ class ActionService(action_service_pb2_grpc.ActionServiceServicer):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def CreateAction(self, request: pb.CreateActionRequest,
-                           context: Context) -> pb.CreateActionResponse:
+    async def CreateAction(self, request: pb.CreateActionRequest, context: Context) -> pb.CreateActionResponse:
         spec = _spec(request.action)
         async with tenant(self.engine, auth.org_id()) as repo:
-            row = await store.create(repo, action_name=request.action.action_name,
-                                     kind=domain.KIND_NAMES[request.action.kind], spec=spec)
+            row = await store.create(
+                repo, action_name=request.action.action_name, kind=domain.KIND_NAMES[request.action.kind], spec=spec
+            )
         return pb.CreateActionResponse(action=to_proto(row))
 
-    async def ListActions(self, request: pb.ListActionsRequest,
-                          context: Context) -> pb.ListActionsResponse:
+    async def ListActions(self, request: pb.ListActionsRequest, context: Context) -> pb.ListActionsResponse:
         kind = domain.KIND_NAMES.get(request.kind, "")
-        page = pagination.page_request(page_size=request.page_size, page_token=request.page_token,
-                                       limit=request.limit, offset=request.offset, filters={"kind": kind})
+        page = pagination.page_request(
+            page_size=request.page_size,
+            page_token=request.page_token,
+            limit=request.limit,
+            offset=request.offset,
+            filters={"kind": kind},
+        )
         async with tenant(self.engine, auth.org_id()) as repo:
             rows, token = await store.page(repo, page, kind=kind)
         return pb.ListActionsResponse(actions=[to_proto(row) for row in rows], next_page_token=token)
@@ -60,18 +64,31 @@ class ActionService(action_service_pb2_grpc.ActionServiceServicer):
             row = await store.get(repo, request.id)
         return pb.GetActionResponse(action=to_proto(row))
 
-    async def UpdateAction(self, request: pb.UpdateActionRequest,
-                           context: Context) -> pb.UpdateActionResponse:
+    async def UpdateAction(self, request: pb.UpdateActionRequest, context: Context) -> pb.UpdateActionResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.get(repo, request.id)  # another org's id is 404 before any 400
             spec = _spec(request.action)
-            row = await store.update(repo, request.id, action_name=request.action.action_name,
-                                     kind=domain.KIND_NAMES[request.action.kind], spec=spec)
+            row = await store.update(
+                repo,
+                request.id,
+                action_name=request.action.action_name,
+                kind=domain.KIND_NAMES[request.action.kind],
+                spec=spec,
+            )
         return pb.UpdateActionResponse(action=to_proto(row))
 
-    async def ListBuiltinActions(self, request: pb.ListBuiltinActionsRequest,
-                                 context: Context) -> pb.ListBuiltinActionsResponse:
-        return pb.ListBuiltinActionsResponse(actions=[
-            action_pb2.BuiltinAction(name=a.name, provider=a.provider, description=a.description,
-                                     required_properties=a.required, optional_properties=a.optional)
-            for a in builtin_actions.CATALOGUE])
+    async def ListBuiltinActions(
+        self, request: pb.ListBuiltinActionsRequest, context: Context
+    ) -> pb.ListBuiltinActionsResponse:
+        return pb.ListBuiltinActionsResponse(
+            actions=[
+                action_pb2.BuiltinAction(
+                    name=a.name,
+                    provider=a.provider,
+                    description=a.description,
+                    required_properties=a.required,
+                    optional_properties=a.optional,
+                )
+                for a in builtin_actions.CATALOGUE
+            ]
+        )

@@ -19,11 +19,16 @@ from server.store.db import connect
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ORG_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 PERMISSIONS = {
-    account_pb2.KEY_PERMISSIONS_UNSPECIFIED: "full", account_pb2.KEY_PERMISSIONS_FULL: "full",
-    account_pb2.KEY_PERMISSIONS_READ_ONLY: "read_only", account_pb2.KEY_PERMISSIONS_EXECUTE_ONLY: "execute_only",
+    account_pb2.KEY_PERMISSIONS_UNSPECIFIED: "full",
+    account_pb2.KEY_PERMISSIONS_FULL: "full",
+    account_pb2.KEY_PERMISSIONS_READ_ONLY: "read_only",
+    account_pb2.KEY_PERMISSIONS_EXECUTE_ONLY: "execute_only",
 }
-PERMISSION_ENUM = {"full": account_pb2.KEY_PERMISSIONS_FULL, "read_only": account_pb2.KEY_PERMISSIONS_READ_ONLY,
-                   "execute_only": account_pb2.KEY_PERMISSIONS_EXECUTE_ONLY}
+PERMISSION_ENUM = {
+    "full": account_pb2.KEY_PERMISSIONS_FULL,
+    "read_only": account_pb2.KEY_PERMISSIONS_READ_ONLY,
+    "execute_only": account_pb2.KEY_PERMISSIONS_EXECUTE_ONLY,
+}
 KIND_ENUM = {"secret": account_pb2.KEY_KIND_SECRET, "publishable": account_pb2.KEY_KIND_PUBLISHABLE}
 
 
@@ -32,19 +37,28 @@ def org_proto(row: Any) -> account_pb2.Org:
 
 
 def key_proto(row: Any, secret: str | None = None) -> account_pb2.ApiKey:
-    return account_pb2.ApiKey(id=row.id, org_id=row.org_id, label=row.label,
-                              permissions=PERMISSION_ENUM[row.permissions], kind=KIND_ENUM[row.kind],
-                              prefix=row.prefix, key=secret, created_at=timestamp(row.created_at),
-                              last_used_at=timestamp(row.last_used_at))
+    return account_pb2.ApiKey(
+        id=row.id,
+        org_id=row.org_id,
+        label=row.label,
+        permissions=PERMISSION_ENUM[row.permissions],
+        kind=KIND_ENUM[row.kind],
+        prefix=row.prefix,
+        key=secret,
+        created_at=timestamp(row.created_at),
+        last_used_at=timestamp(row.last_used_at),
+    )
 
 
-async def create_key(repo: TenantRepository, *, label: str, permissions: str,
-                     kind: str = "secret") -> account_pb2.ApiKey:
+async def create_key(
+    repo: TenantRepository, *, label: str, permissions: str, kind: str = "secret"
+) -> account_pb2.ApiKey:
     """A new key; the secret is in the answer only."""
     prefix = auth.PUBLISHABLE_KEY_PREFIX if kind == "publishable" else auth.SECRET_KEY_PREFIX
     secret, digest, shown = auth.new_secret(prefix)
-    row = await accounts.create_key(repo, label=label, kind=kind, permissions=permissions, prefix=shown,
-                                    key_hash=digest)
+    row = await accounts.create_key(
+        repo, label=label, kind=kind, permissions=permissions, prefix=shown, key_hash=digest
+    )
     return key_proto(row, secret)
 
 
@@ -64,9 +78,13 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
             org = await accounts.create_org(connection, org_id=new_id("org"), name=name, account_id=account.id)
             key = await create_key(TenantRepository(connection, org.id), label="default", permissions="full")
         return pb.SignupResponse(
-            account=account_pb2.Account(id=account.id, email=account.email, name=account.name,
-                                        created_at=timestamp(account.created_at)),
-            org=org_proto(org), management_token=token, api_key=key)
+            account=account_pb2.Account(
+                id=account.id, email=account.email, name=account.name, created_at=timestamp(account.created_at)
+            ),
+            org=org_proto(org),
+            management_token=token,
+            api_key=key,
+        )
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.GetAccountResponse:
         account_id = auth.principal().account_id
@@ -74,9 +92,11 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
             account = await accounts.account(connection, account_id)
             orgs = await accounts.account_orgs(connection, account_id)
         return pb.GetAccountResponse(
-            account=account_pb2.Account(id=account.id, email=account.email, name=account.name,
-                                        created_at=timestamp(account.created_at)),
-            orgs=[org_proto(row) for row in orgs])
+            account=account_pb2.Account(
+                id=account.id, email=account.email, name=account.name, created_at=timestamp(account.created_at)
+            ),
+            orgs=[org_proto(row) for row in orgs],
+        )
 
     async def ListOrgs(self, request: pb.ListOrgsRequest, context: Context) -> pb.ListOrgsResponse:
         async with connect(self.engine) as connection:
@@ -87,27 +107,31 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
         if request.id and not ORG_ID.match(request.id):
             raise InvalidArgument("must be 2-63 lowercase letters, digits, '-' or '_'", field="id")
         async with connect(self.engine) as connection:
-            org = await accounts.create_org(connection, org_id=request.id or new_id("org"),
-                                            name=request.name.strip(), account_id=auth.principal().account_id)
+            org = await accounts.create_org(
+                connection,
+                org_id=request.id or new_id("org"),
+                name=request.name.strip(),
+                account_id=auth.principal().account_id,
+            )
         return pb.CreateOrgResponse(org=org_proto(org))
 
-    async def ListApiKeys(self, request: pb.ListApiKeysRequest,
-                          context: Context) -> pb.ListApiKeysResponse:
+    async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
         async with connect(self.engine) as connection:
             await accounts.account_org(connection, auth.principal().account_id, request.org_id)
             rows = await accounts.list_keys(TenantRepository(connection, request.org_id))
         return pb.ListApiKeysResponse(api_keys=[key_proto(row) for row in rows])
 
-    async def CreateApiKey(self, request: pb.CreateApiKeyRequest,
-                           context: Context) -> pb.CreateApiKeyResponse:
+    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyResponse:
         async with connect(self.engine) as connection:
             await accounts.account_org(connection, auth.principal().account_id, request.org_id)
-            key = await create_key(TenantRepository(connection, request.org_id), label=request.label,
-                                   permissions=PERMISSIONS[request.permissions])
+            key = await create_key(
+                TenantRepository(connection, request.org_id),
+                label=request.label,
+                permissions=PERMISSIONS[request.permissions],
+            )
         return pb.CreateApiKeyResponse(api_key=key)
 
-    async def DeleteApiKey(self, request: pb.DeleteApiKeyRequest,
-                           context: Context) -> pb.DeleteApiKeyResponse:
+    async def DeleteApiKey(self, request: pb.DeleteApiKeyRequest, context: Context) -> pb.DeleteApiKeyResponse:
         async with connect(self.engine) as connection:
             await accounts.account_org(connection, auth.principal().account_id, request.org_id)
             await accounts.revoke_key(TenantRepository(connection, request.org_id), request.key_id)

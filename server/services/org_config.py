@@ -47,35 +47,36 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
         raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), _context(org_id, row.key)).decode()
         secret = is_secret(row.key)
         value = jsonvalue.of(redact(raw)) if secret else json_pb2.Json(raw=raw)
-        return org_config_pb2.OrgConfigEntry(key=row.key, value=value, redacted=secret,
-                                             created_at=timestamp(row.created_at),
-                                             updated_at=timestamp(row.updated_at))
+        return org_config_pb2.OrgConfigEntry(
+            key=row.key,
+            value=value,
+            redacted=secret,
+            created_at=timestamp(row.created_at),
+            updated_at=timestamp(row.updated_at),
+        )
 
-    async def SetOrgConfig(self, request: pb.SetOrgConfigRequest,
-                           context: Context) -> pb.SetOrgConfigResponse:
+    async def SetOrgConfig(self, request: pb.SetOrgConfigRequest, context: Context) -> pb.SetOrgConfigResponse:
         if not KEY.match(request.key):
-            raise InvalidArgument("must be 1-200 letters, digits, '_', '-', '.' or ':' (e.g. api:openai_key)",
-                                  field="key")
+            raise InvalidArgument(
+                "must be 1-200 letters, digits, '_', '-', '.' or ':' (e.g. api:openai_key)", field="key"
+            )
         value = jsonvalue.parse(request.value, "value")
         if is_secret(request.key) and not isinstance(value, str):
-            raise InvalidArgument(f"must be a string for secret keys ({', '.join(SECRET_PREFIXES)})",
-                                  field="value")
+            raise InvalidArgument(f"must be a string for secret keys ({', '.join(SECRET_PREFIXES)})", field="value")
         org_id = auth.org_id()
         sealed = self.box.seal(request.value.raw.encode(), _context(org_id, request.key))
         async with tenant(self.engine, org_id) as repo:
             row = await store.put(repo, request.key, sealed)
         return pb.SetOrgConfigResponse(entry=self._entry(row, org_id))
 
-    async def ListOrgConfig(self, request: pb.ListOrgConfigRequest,
-                            context: Context) -> pb.ListOrgConfigResponse:
+    async def ListOrgConfig(self, request: pb.ListOrgConfigRequest, context: Context) -> pb.ListOrgConfigResponse:
         page = pagination.page_request(page_size=request.page_size, page_token=request.page_token)
         org_id = auth.org_id()
         async with tenant(self.engine, org_id) as repo:
             rows, token = await store.page(repo, page)
         return pb.ListOrgConfigResponse(entries=[self._entry(row, org_id) for row in rows], next_page_token=token)
 
-    async def DeleteOrgConfig(self, request: pb.DeleteOrgConfigRequest,
-                              context: Context) -> pb.DeleteOrgConfigResponse:
+    async def DeleteOrgConfig(self, request: pb.DeleteOrgConfigRequest, context: Context) -> pb.DeleteOrgConfigResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.delete(repo, request.key)
         return pb.DeleteOrgConfigResponse(key=request.key, deleted=True)

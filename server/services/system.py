@@ -20,8 +20,7 @@ class SystemService(system_service_pb2_grpc.SystemServiceServicer):
     async def GetHealth(self, request: pb.GetHealthRequest, context: Context) -> pb.GetHealthResponse:
         return pb.GetHealthResponse(status="ok", version=__version__)
 
-    async def GetReadiness(self, request: pb.GetReadinessRequest,
-                           context: Context) -> pb.GetReadinessResponse:
+    async def GetReadiness(self, request: pb.GetReadinessRequest, context: Context) -> pb.GetReadinessResponse:
         try:
             async with connect(self.engine) as connection:
                 await connection.execute(sa.text("SELECT 1"))

@@ -20,8 +20,14 @@ from server.store import workflows as store
 
 def to_proto(row: Any) -> workflow_pb2.Workflow:
     return workflow_pb2.Workflow(
-        id=row.id, name=row.name, description=row.description, definition=json_pb2.Json(raw=row.definition),
-        version=row.version, created_at=timestamp(row.created_at), updated_at=timestamp(row.updated_at))
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        definition=json_pb2.Json(raw=row.definition),
+        version=row.version,
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )
 
 
 async def validated_definition(repo: TenantRepository, workflow: workflow_pb2.Workflow) -> str:
@@ -41,39 +47,45 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def CreateWorkflow(self, request: pb.CreateWorkflowRequest,
-                             context: Context) -> pb.CreateWorkflowResponse:
+    async def CreateWorkflow(self, request: pb.CreateWorkflowRequest, context: Context) -> pb.CreateWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             definition = await validated_definition(repo, request.workflow)
-            row = await store.create(repo, name=request.workflow.name, description=request.workflow.description,
-                                     definition=definition)
+            row = await store.create(
+                repo, name=request.workflow.name, description=request.workflow.description, definition=definition
+            )
         return pb.CreateWorkflowResponse(workflow=to_proto(row))
 
-    async def ListWorkflows(self, request: pb.ListWorkflowsRequest,
-                            context: Context) -> pb.ListWorkflowsResponse:
-        page = pagination.page_request(page_size=request.page_size, page_token=request.page_token,
-                                       limit=request.limit, offset=request.offset, filters={"name": request.name})
+    async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
+        page = pagination.page_request(
+            page_size=request.page_size,
+            page_token=request.page_token,
+            limit=request.limit,
+            offset=request.offset,
+            filters={"name": request.name},
+        )
         async with tenant(self.engine, auth.org_id()) as repo:
             rows, token = await store.page(repo, page, name=request.name)
         return pb.ListWorkflowsResponse(workflows=[to_proto(row) for row in rows], next_page_token=token)
 
-    async def GetWorkflow(self, request: pb.GetWorkflowRequest,
-                          context: Context) -> pb.GetWorkflowResponse:
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Context) -> pb.GetWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             row = await store.get(repo, request.id)
         return pb.GetWorkflowResponse(workflow=to_proto(row))
 
-    async def UpdateWorkflow(self, request: pb.UpdateWorkflowRequest,
-                             context: Context) -> pb.UpdateWorkflowResponse:
+    async def UpdateWorkflow(self, request: pb.UpdateWorkflowRequest, context: Context) -> pb.UpdateWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.get(repo, request.id)  # 404 before 400 for another org's id
             definition = await validated_definition(repo, request.workflow)
-            row = await store.update(repo, request.id, name=request.workflow.name,
-                                     description=request.workflow.description, definition=definition)
+            row = await store.update(
+                repo,
+                request.id,
+                name=request.workflow.name,
+                description=request.workflow.description,
+                definition=definition,
+            )
         return pb.UpdateWorkflowResponse(workflow=to_proto(row))
 
-    async def DeleteWorkflow(self, request: pb.DeleteWorkflowRequest,
-                             context: Context) -> pb.DeleteWorkflowResponse:
+    async def DeleteWorkflow(self, request: pb.DeleteWorkflowRequest, context: Context) -> pb.DeleteWorkflowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.delete(repo, request.id)
         return pb.DeleteWorkflowResponse(id=request.id, deleted=True)

@@ -23,7 +23,8 @@ async def ensure_org(connection: AsyncConnection, org_id: str) -> None:
 async def create_org(connection: AsyncConnection, *, org_id: str, name: str, account_id: str | None) -> sa.Row[Any]:
     with unique_violation(AlreadyExists(f"org id {org_id!r} is taken; choose another id", reason="ORG_ID_TAKEN")):
         result = await connection.execute(
-            sa.insert(orgs).values(id=org_id, name=name, account_id=account_id).returning(orgs))
+            sa.insert(orgs).values(id=org_id, name=name, account_id=account_id).returning(orgs)
+        )
     row: sa.Row[Any] = result.one()
     return row
 
@@ -44,8 +45,11 @@ async def account_org(connection: AsyncConnection, account_id: str, org_id: str)
 
 async def create_account(connection: AsyncConnection, *, email: str, name: str, token_hash: str) -> sa.Row[Any]:
     with unique_violation(AlreadyExists(f"an account for {email!r} already exists", reason="ACCOUNT_EXISTS")):
-        result = await connection.execute(sa.insert(accounts).values(
-            id=new_id("account"), email=email, name=name, token_hash=token_hash).returning(accounts))
+        result = await connection.execute(
+            sa.insert(accounts)
+            .values(id=new_id("account"), email=email, name=name, token_hash=token_hash)
+            .returning(accounts)
+        )
     row: sa.Row[Any] = result.one()
     return row
 
@@ -62,7 +66,8 @@ async def account(connection: AsyncConnection, account_id: str) -> sa.Row[Any]:
 
 async def key_by_hash(connection: AsyncConnection, key_hash: str) -> sa.Row[Any] | None:
     result = await connection.execute(
-        sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)))
+        sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+    )
     return result.first()
 
 
@@ -70,10 +75,20 @@ async def touch_key(connection: AsyncConnection, key_id: str) -> None:
     await connection.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=sa.func.now()))
 
 
-async def create_key(repo: TenantRepository, *, label: str, kind: str, permissions: str, prefix: str,
-                     key_hash: str) -> sa.Row[Any]:
-    return await repo.insert(api_keys, {"id": new_id("api_key"), "label": label, "kind": kind,
-                                        "permissions": permissions, "prefix": prefix, "key_hash": key_hash})
+async def create_key(
+    repo: TenantRepository, *, label: str, kind: str, permissions: str, prefix: str, key_hash: str
+) -> sa.Row[Any]:
+    return await repo.insert(
+        api_keys,
+        {
+            "id": new_id("api_key"),
+            "label": label,
+            "kind": kind,
+            "permissions": permissions,
+            "prefix": prefix,
+            "key_hash": key_hash,
+        },
+    )
 
 
 async def list_keys(repo: TenantRepository) -> list[sa.Row[Any]]:

@@ -15,14 +15,17 @@ from server.store.unique import unique_violation
 
 
 def _taken(name: str) -> AlreadyExists:
-    return AlreadyExists(f"an action named {name!r} already exists in this org; update it with PUT /actions/{{id}}",
-                         reason="ACTION_NAME_TAKEN")
+    return AlreadyExists(
+        f"an action named {name!r} already exists in this org; update it with PUT /actions/{{id}}",
+        reason="ACTION_NAME_TAKEN",
+    )
 
 
 async def create(repo: TenantRepository, *, action_name: str, kind: str, spec: bytes) -> sa.Row[Any]:
     with unique_violation(_taken(action_name)):
-        return await repo.insert(actions, {"id": new_id("action"), "action_name": action_name, "kind": kind,
-                                           "spec": spec})
+        return await repo.insert(
+            actions, {"id": new_id("action"), "action_name": action_name, "kind": kind, "spec": spec}
+        )
 
 
 async def get(repo: TenantRepository, action_id: str) -> sa.Row[Any]:
@@ -32,11 +35,13 @@ async def get(repo: TenantRepository, action_id: str) -> sa.Row[Any]:
     return row
 
 
-async def update(repo: TenantRepository, action_id: str, *, action_name: str, kind: str,
-                 spec: bytes) -> sa.Row[Any]:
+async def update(repo: TenantRepository, action_id: str, *, action_name: str, kind: str, spec: bytes) -> sa.Row[Any]:
     with unique_violation(_taken(action_name)):
-        row = await repo.update(actions, {"id": action_id}, {
-            "action_name": action_name, "kind": kind, "spec": spec, "updated_at": sa.func.now()})
+        row = await repo.update(
+            actions,
+            {"id": action_id},
+            {"action_name": action_name, "kind": kind, "spec": spec, "updated_at": sa.func.now()},
+        )
     if row is None:
         raise NotFound(f"action {action_id!r} not found")
     return row
@@ -47,7 +52,8 @@ async def names(repo: TenantRepository) -> set[str]:
     return {row.action_name for row in result}
 
 
-async def page(repo: TenantRepository, request: pagination.PageRequest, *, kind: str = "") -> tuple[
-        list[sa.Row[Any]], str]:
+async def page(
+    repo: TenantRepository, request: pagination.PageRequest, *, kind: str = ""
+) -> tuple[list[sa.Row[Any]], str]:
     where = [actions.c.kind == kind] if kind else []
     return await repo.page(actions, request, sort="id", descending=True, where=where)

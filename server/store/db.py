@@ -22,13 +22,14 @@ def sqlalchemy_url(url: str) -> str:
     """postgres:// and postgresql:// URLs -> the psycopg 3 dialect."""
     for scheme in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme):]
+            return "postgresql+psycopg://" + url[len(scheme) :]
     raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]!r} (expected postgresql://...)")
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size,
-                               pool_pre_ping=True, pool_recycle=1800)
+    return create_async_engine(
+        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    )
 
 
 def migrate(url: str, revision: str = "head") -> None:
@@ -67,7 +68,10 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         async with engine.begin() as connection:
             yield connection
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        if getattr(exc, "connection_invalidated", False) or isinstance(exc, sa.exc.InterfaceError) or \
-                "connection" in str(exc.orig).lower():
+        if (
+            getattr(exc, "connection_invalidated", False)
+            or isinstance(exc, sa.exc.InterfaceError)
+            or "connection" in str(exc.orig).lower()
+        ):
             raise Unavailable("the database is unreachable; retry shortly") from exc
         raise

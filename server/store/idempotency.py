@@ -27,13 +27,16 @@ class Claim:
 
 async def claim(connection: AsyncConnection, scope: str, key: str, method: str, request_hash: str) -> Claim:
     table = idempotency_keys
-    stale = sa.or_(table.c.created_at < sa.func.now() - RETENTION,
-                   sa.and_(table.c.response.is_(None), table.c.created_at < sa.func.now() - ABANDONED_AFTER))
+    stale = sa.or_(
+        table.c.created_at < sa.func.now() - RETENTION,
+        sa.and_(table.c.response.is_(None), table.c.created_at < sa.func.now() - ABANDONED_AFTER),
+    )
     statement = insert(table).values(scope=scope, key=key, method=method, request_hash=request_hash)
     statement = statement.on_conflict_do_update(
         index_elements=["scope", "key"],
         set_={"method": method, "request_hash": request_hash, "response": None, "created_at": sa.func.now()},
-        where=stale)
+        where=stale,
+    )
     inserted = (await connection.execute(statement.returning(table.c.key))).first()
     if inserted is not None:
         return Claim(fresh=True)
@@ -43,12 +46,14 @@ async def claim(connection: AsyncConnection, scope: str, key: str, method: str, 
 
 async def complete(connection: AsyncConnection, scope: str, key: str, response: bytes) -> None:
     table = idempotency_keys
-    await connection.execute(sa.update(table).where(table.c.scope == scope, table.c.key == key)
-                             .values(response=response))
+    await connection.execute(
+        sa.update(table).where(table.c.scope == scope, table.c.key == key).values(response=response)
+    )
 
 
 async def release(connection: AsyncConnection, scope: str, key: str) -> None:
     """The first call failed: forget the key so the client can retry with it."""
     table = idempotency_keys
-    await connection.execute(sa.delete(table).where(table.c.scope == scope, table.c.key == key,
-                                                    table.c.response.is_(None)))
+    await connection.execute(
+        sa.delete(table).where(table.c.scope == scope, table.c.key == key, table.c.response.is_(None))
+    )

@@ -24,8 +24,9 @@ class PageRequest:
     filter_hash: str
 
 
-def page_request(*, page_size: int = 0, page_token: str = "", limit: int = 0, offset: int = 0,
-                 filters: dict[str, Any] | None = None) -> PageRequest:
+def page_request(
+    *, page_size: int = 0, page_token: str = "", limit: int = 0, offset: int = 0, filters: dict[str, Any] | None = None
+) -> PageRequest:
     """Validate paging fields of a List request; errors name the offending field."""
     for name, value in (("page_size", page_size), ("limit", limit), ("offset", offset)):
         if value < 0:
@@ -46,8 +47,9 @@ def page_request(*, page_size: int = 0, page_token: str = "", limit: int = 0, of
     return PageRequest(size=size, after=after, offset=offset, filter_hash=filter_hash)
 
 
-def apply(query: sa.Select[Any], sort_column: sa.ColumnElement[Any], page: PageRequest, *,
-          descending: bool) -> sa.Select[Any]:
+def apply(
+    query: sa.Select[Any], sort_column: sa.ColumnElement[Any], page: PageRequest, *, descending: bool
+) -> sa.Select[Any]:
     """Keyset on a unique, time-ordered (or otherwise total) sort column; fetches one extra row to know if more."""
     if page.after is not None:
         query = query.where(sort_column < page.after if descending else sort_column > page.after)

@@ -29,13 +29,13 @@ class TenantRepository:
         return sa.select(table).where(table.c.org_id == self.org_id, *where)
 
     async def insert(self, table: sa.Table, values: dict[str, Any]) -> sa.Row[Any]:
-        result = await self.connection.execute(
-            sa.insert(table).values(org_id=self.org_id, **values).returning(table))
+        result = await self.connection.execute(sa.insert(table).values(org_id=self.org_id, **values).returning(table))
         row: sa.Row[Any] = result.one()
         return row
 
-    async def upsert(self, table: sa.Table, values: dict[str, Any], conflict: list[str],
-                     update: dict[str, Any]) -> sa.Row[Any]:
+    async def upsert(
+        self, table: sa.Table, values: dict[str, Any], conflict: list[str], update: dict[str, Any]
+    ) -> sa.Row[Any]:
         statement = insert(table).values(org_id=self.org_id, **values)
         statement = statement.on_conflict_do_update(index_elements=["org_id", *conflict], set_=update)
         result = await self.connection.execute(statement.returning(table))
@@ -56,8 +56,15 @@ class TenantRepository:
         result = await self.connection.execute(sa.delete(table).where(*self._where(table, keys)))
         return bool(result.rowcount)
 
-    async def page(self, table: sa.Table, page: pagination.PageRequest, *, sort: str, descending: bool,
-                   where: list[sa.ColumnElement[bool]] | None = None) -> tuple[list[sa.Row[Any]], str]:
+    async def page(
+        self,
+        table: sa.Table,
+        page: pagination.PageRequest,
+        *,
+        sort: str,
+        descending: bool,
+        where: list[sa.ColumnElement[bool]] | None = None,
+    ) -> tuple[list[sa.Row[Any]], str]:
         query = pagination.apply(self.select(table, *(where or [])), table.c[sort], page, descending=descending)
         rows = list((await self.connection.execute(query)).all())
         return pagination.next_token(rows, page, sort)

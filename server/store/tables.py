@@ -13,7 +13,8 @@ metadata = sa.MetaData()
 now = sa.text("now()")
 
 orgs = sa.Table(
-    "orgs", metadata,
+    "orgs",
+    metadata,
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("account_id", sa.Text, sa.ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True, index=True),
@@ -21,7 +22,8 @@ orgs = sa.Table(
 )
 
 accounts = sa.Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("email", sa.Text, nullable=False, unique=True),
     sa.Column("name", sa.Text, nullable=False),
@@ -30,7 +32,8 @@ accounts = sa.Table(
 )
 
 api_keys = sa.Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("label", sa.Text, nullable=False),
@@ -44,7 +47,8 @@ api_keys = sa.Table(
 )
 
 workflows = sa.Table(
-    "workflows", metadata,
+    "workflows",
+    metadata,
     sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
@@ -57,7 +61,8 @@ workflows = sa.Table(
 )
 
 actions = sa.Table(
-    "actions", metadata,
+    "actions",
+    metadata,
     sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("action_name", sa.Text, nullable=False),
@@ -70,7 +75,8 @@ actions = sa.Table(
 )
 
 org_config = sa.Table(
-    "org_config", metadata,
+    "org_config",
+    metadata,
     sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("key_id", sa.Text, nullable=False),
@@ -81,7 +87,8 @@ org_config = sa.Table(
 )
 
 idempotency_keys = sa.Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     # org id, or "account:<id>" / "public" for calls made without an org
     sa.Column("scope", sa.Text, primary_key=True),
     sa.Column("key", sa.Text, primary_key=True),

@@ -21,8 +21,11 @@ TIMEOUT = 120
 
 
 def definition() -> dict[str, Any]:
-    return {"actions": [{"type": "PbotApproval",
-                         "properties": {"comment": "ok?", "zeta": 1, "alpha": 7, "mid": [1.5, 42, [2, 3]]}}]}
+    return {
+        "actions": [
+            {"type": "PbotApproval", "properties": {"comment": "ok?", "zeta": 1, "alpha": 7, "mid": [1.5, 42, [2, 3]]}}
+        ]
+    }
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +37,14 @@ def node_client() -> Path:
     marker = NODE_DIR / "node_modules" / ".package-lock.json"
     lock = NODE_DIR / "package-lock.json"
     if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
-        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True,
-                                text=True, timeout=TIMEOUT, check=False)
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
         assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
     return NODE_DIR
 
@@ -45,8 +54,15 @@ def list_workflows(node_dir: Path, grpc_target: str, **env: str) -> dict[str, An
     assert node is not None
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
     full_env.update(HYPHAE_GRPC_ADDR=grpc_target, **env)
-    result = subprocess.run([node, "list-workflows.js"], cwd=node_dir, env=full_env, capture_output=True,
-                            text=True, timeout=TIMEOUT, check=False)
+    result = subprocess.run(
+        [node, "list-workflows.js"],
+        cwd=node_dir,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, f"expected one JSON line, got:\n{result.stdout}\n{result.stderr}"
     output: dict[str, Any] = json.loads(lines[0])
@@ -54,8 +70,9 @@ def list_workflows(node_dir: Path, grpc_target: str, **env: str) -> dict[str, An
     return output
 
 
-def test_node_lists_workflow_with_org_header(node_client: Path, server: ServerInfo, api: httpx.Client,
-                                             org: str) -> None:
+def test_node_lists_workflow_with_org_header(
+    node_client: Path, server: ServerInfo, api: httpx.Client, org: str
+) -> None:
     name = f"node-{uuid.uuid4().hex[:8]}"
     created = api.post("/workflows", json={"name": name, "definition": definition()})
     assert created.status_code == 201, created.text
@@ -74,8 +91,9 @@ def test_node_lists_workflow_with_api_key(node_client: Path, server: ServerInfo,
     assert key.startswith("sk-hyp")
 
     name = f"node-key-{uuid.uuid4().hex[:8]}"
-    created = anonymous.post("/workflows", json={"name": name, "definition": definition()},
-                             headers={"Authorization": f"Bearer {key}"})
+    created = anonymous.post(
+        "/workflows", json={"name": name, "definition": definition()}, headers={"Authorization": f"Bearer {key}"}
+    )
     assert created.status_code == 201, created.text
     workflow_id = created.json()["id"]
 
@@ -89,8 +107,15 @@ def test_node_reports_grpc_errors(node_client: Path, server: ServerInfo) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
     env["HYPHAE_GRPC_ADDR"] = server.grpc_target
     env["HYPHAE_API_KEY"] = "sk-hyp-not-a-real-key"
-    result = subprocess.run([node, "list-workflows.js"], cwd=node_client, env=env, capture_output=True, text=True,
-                            timeout=TIMEOUT, check=False)
+    result = subprocess.run(
+        [node, "list-workflows.js"],
+        cwd=node_client,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert result.returncode == 1, result.stderr
     error = json.loads(result.stdout.strip())["error"]
     assert error["code"] == 16  # UNAUTHENTICATED

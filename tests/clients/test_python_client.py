@@ -20,8 +20,14 @@ BIG = 2**60
 
 def definition() -> dict[str, Any]:
     """A valid definition with ints, a float, an int past 2**53 and keys in a deliberately unsorted order."""
-    return {"actions": [{"type": "PbotApproval",
-                         "properties": {"comment": "ok?", "zeta": 1, "alpha": BIG, "mid": [1.5, 42, [2, 3]]}}]}
+    return {
+        "actions": [
+            {
+                "type": "PbotApproval",
+                "properties": {"comment": "ok?", "zeta": 1, "alpha": BIG, "mid": [1.5, 42, [2, 3]]},
+            }
+        ]
+    }
 
 
 def assert_exact(value: Any, expected: Any) -> None:
@@ -118,9 +124,17 @@ def test_invalid_definition_raises_invalid_argument(client: HyphaeClient) -> Non
 def test_actions_org_config_and_health(api: httpx.Client, client: HyphaeClient) -> None:
     assert client.health().status == "ok"
 
-    action = client.create_action({"action_name": "notify_ops", "kind": "http", "url": "https://example.com/hook",
-                                   "http_method": "POST", "outputKey": "notified",
-                                   "body": {"z": 1, "a": BIG}, "headers": {"X-Trace": "1"}})
+    action = client.create_action(
+        {
+            "action_name": "notify_ops",
+            "kind": "http",
+            "url": "https://example.com/hook",
+            "http_method": "POST",
+            "outputKey": "notified",
+            "body": {"z": 1, "a": BIG},
+            "headers": {"X-Trace": "1"},
+        }
+    )
     assert action.id.startswith("act-")
     assert action.output_key == "notified"
     assert_exact(from_json(action.body), {"z": 1, "a": BIG})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.protobuf import descriptor as d
 
@@ -30,7 +32,7 @@ def test_every_binding_routes_to_its_own_method(bindings: list[Binding]) -> None
 def test_every_path_variable_is_a_scalar_request_field(bindings: list[Binding]) -> None:
     for binding in bindings:
         for variable in binding.variables:
-            message = binding.method.input_type
+            message: Any = binding.method.input_type
             *parents, leaf = variable.split(".")
             for name in parents:
                 message = message.fields_by_name[name].message_type
@@ -56,8 +58,15 @@ def _fake(bindings: list[Binding], templates: list[tuple[str, str]]) -> list[Bin
 
 
 def test_literal_segment_beats_a_variable(bindings: list[Binding]) -> None:
-    fake = _fake(bindings, [("GET", "/workflows/{id}"), ("GET", "/workflows/runs"), ("GET", "/forms/{run}/{step}"),
-                            ("GET", "/forms/pending")])
+    fake = _fake(
+        bindings,
+        [
+            ("GET", "/workflows/{id}"),
+            ("GET", "/workflows/runs"),
+            ("GET", "/forms/{run}/{step}"),
+            ("GET", "/forms/pending"),
+        ],
+    )
     router = Router(fake)
     match, _ = router.match("GET", "/workflows/runs")
     assert match is not None and match.binding.template == "/workflows/runs"
@@ -68,8 +77,9 @@ def test_literal_segment_beats_a_variable(bindings: list[Binding]) -> None:
 
 
 def test_templates_with_patterns_verbs_and_double_wildcards(bindings: list[Binding]) -> None:
-    fake = _fake(bindings, [("GET", "/files/{name=docs/**}"), ("POST", "/runs/{run_id}:cancel"),
-                            ("GET", "/runs/{run_id}")])
+    fake = _fake(
+        bindings, [("GET", "/files/{name=docs/**}"), ("POST", "/runs/{run_id}:cancel"), ("GET", "/runs/{run_id}")]
+    )
     router = Router(fake)
     match, _ = router.match("GET", "/files/docs/a/b%20c.txt")
     assert match is not None and match.path_params == {"name": "docs/a/b c.txt"}

@@ -47,16 +47,19 @@ def test_input_accepts_proto_camel_and_wire_spellings() -> None:
         assert (action.action_name, action.output_key, action.kind) == ("a", "k", action_pb2.ACTION_KIND_HTTP)
 
 
-@pytest.mark.parametrize(("body", "path", "fragment"), [
-    ({"nope": 1}, "nope", "unknown field"),
-    ({"action_name": 5}, "action_name", "must be a string"),
-    ({"kind": "ftp"}, "kind", "expected one of http, llm, db, matcher, custom-table"),
-    ({"passthrough": "yes"}, "passthrough", "true or false"),
-    ({"timeout_ms": 2**40}, "timeout_ms", "between"),
-    ({"timeout_ms": Decimal("1.5")}, "timeout_ms", "integer"),
-    ({"headers": {"a": 1}}, "headers.a", "must be a string"),
-    ({"match_on": "x"}, "matchOn", "array"),
-])
+@pytest.mark.parametrize(
+    ("body", "path", "fragment"),
+    [
+        ({"nope": 1}, "nope", "unknown field"),
+        ({"action_name": 5}, "action_name", "must be a string"),
+        ({"kind": "ftp"}, "kind", "expected one of http, llm, db, matcher, custom-table"),
+        ({"passthrough": "yes"}, "passthrough", "true or false"),
+        ({"timeout_ms": 2**40}, "timeout_ms", "between"),
+        ({"timeout_ms": Decimal("1.5")}, "timeout_ms", "integer"),
+        ({"headers": {"a": 1}}, "headers.a", "must be a string"),
+        ({"match_on": "x"}, "matchOn", "array"),
+    ],
+)
 def test_decoding_errors_name_the_field(body: dict[str, object], path: str, fragment: str) -> None:
     with pytest.raises(codec.WireError) as raised:
         codec.from_wire(body, action_pb2.Action())

@@ -78,7 +78,8 @@ def test_committed_document_is_fresh() -> None:
     fresh = render(_document())
     assert fresh == render(build_document(DESCRIPTORS)), "output is not deterministic"
     assert COMMITTED.read_text(encoding="utf-8") == fresh, (
-        "generated/openapi.json is stale: run `uv run python scripts/gen.py`")
+        "generated/openapi.json is stale: run `uv run python scripts/gen.py`"
+    )
 
 
 def test_every_binding_is_an_operation(doc: dict[str, Any]) -> None:
@@ -113,20 +114,31 @@ def test_get_workflow_answers_the_bare_workflow(doc: dict[str, Any]) -> None:
     assert workflow["required"] == ["name", "definition"]
     assert workflow["properties"]["id"]["readOnly"] is True
     assert workflow["properties"]["created_at"] == {
-        "type": "string", "format": "date-time", "description": "When the workflow was created.",
-        "readOnly": True}
+        "type": "string",
+        "format": "date-time",
+        "description": "When the workflow was created.",
+        "readOnly": True,
+    }
     assert workflow["properties"]["version"]["type"] == "integer"
     [param] = [p for p in op["parameters"] if "$ref" not in p]
-    assert param == {"name": "id", "in": "path", "required": True, "description": "Workflow id.",
-                     "schema": {"type": "string"}}
+    assert param == {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "Workflow id.",
+        "schema": {"type": "string"},
+    }
 
 
 def test_action_uses_wire_names_and_enum_literals(doc: dict[str, Any]) -> None:
     action = doc["components"]["schemas"]["hyphae.actions.v1.Action"]
     props = action["properties"]
     assert props["outputKey"]["type"] == "string"
-    assert props["matchOn"] == {"type": "array", "items": {"type": "string"},
-                                "description": "matcher: fields that must be equal."}
+    assert props["matchOn"] == {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "matcher: fields that must be equal.",
+    }
     assert {"output_key", "match_on"}.isdisjoint(props)
     assert "action_name" in props  # snake_case file
     kind = _deref(doc, props["kind"])
@@ -177,7 +189,8 @@ def test_public_operations_skip_auth(doc: dict[str, Any]) -> None:
         assert {"400", "404", "429", "500"} <= op["responses"].keys()
     signup = doc["paths"]["/gateway/signup"]["post"]
     assert signup["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/hyphae.gateway.v1.SignupRequest"}
+        "$ref": "#/components/schemas/hyphae.gateway.v1.SignupRequest"
+    }
 
 
 def test_errors_security_and_info(doc: dict[str, Any]) -> None:
@@ -243,17 +256,20 @@ def _fake_service() -> d.ServiceDescriptor:
     except KeyError:
         pass
     file = descriptor_pb2.FileDescriptorProto(
-        name=name, package="hyphae_openapi_test.v1", syntax="proto3",
-        dependency=["google/api/annotations.proto", "google/api/field_behavior.proto",
-                    "hyphae/api/v1/options.proto"])
+        name=name,
+        package="hyphae_openapi_test.v1",
+        syntax="proto3",
+        dependency=["google/api/annotations.proto", "google/api/field_behavior.proto", "hyphae/api/v1/options.proto"],
+    )
     f = descriptor_pb2.FieldDescriptorProto
     inner = file.message_type.add(name="Inner")
     inner.field.add(name="id", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
     inner.field.add(name="tag_names", number=2, type=f.TYPE_STRING, label=f.LABEL_REPEATED)
     request = file.message_type.add(name="WatchRequest")
     request.field.add(name="name", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    request.field.add(name="inner", number=2, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
-                      type_name=".hyphae_openapi_test.v1.Inner")
+    request.field.add(
+        name="inner", number=2, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL, type_name=".hyphae_openapi_test.v1.Inner"
+    )
     after = request.field.add(name="after_sequence", number=3, type=f.TYPE_INT64, label=f.LABEL_OPTIONAL)
     after.options.Extensions[field_behavior_pb2.field_behavior].append(field_behavior_pb2.REQUIRED)
     hidden = request.field.add(name="server_note", number=4, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
@@ -261,8 +277,12 @@ def _fake_service() -> d.ServiceDescriptor:
     event = file.message_type.add(name="Event")
     event.field.add(name="sequence", number=1, type=f.TYPE_INT64, label=f.LABEL_OPTIONAL)
     service = file.service.add(name="FakeService")
-    method = service.method.add(name="Watch", input_type=".hyphae_openapi_test.v1.WatchRequest",
-                                output_type=".hyphae_openapi_test.v1.Event", server_streaming=True)
+    method = service.method.add(
+        name="Watch",
+        input_type=".hyphae_openapi_test.v1.WatchRequest",
+        output_type=".hyphae_openapi_test.v1.Event",
+        server_streaming=True,
+    )
     rule = http_pb2.HttpRule(get="/things/{name=**}:watch")
     rule.additional_bindings.add(get="/inner/{inner.id}/events")
     rule.additional_bindings.add(post="/shelves/{name=shelves/*}/events", body="*")
@@ -288,8 +308,13 @@ def test_streaming_multi_segment_dotted_and_additional_bindings() -> None:
     assert body["properties"]["server_note"]["readOnly"] is True
     assert {"$ref": "#/components/parameters/IdempotencyKey"} in patterned["parameters"]
     [name] = [p for p in multi["parameters"] if p.get("in") == "path"]
-    assert name == {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-                    "x-hyphae-multi-segment": True}
+    assert name == {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "x-hyphae-multi-segment": True,
+    }
     [inner_id] = [p for p in dotted["parameters"] if p.get("in") == "path"]
     assert inner_id["name"] == "inner.id" and "x-hyphae-multi-segment" not in inner_id
     query = {p["name"]: p for p in dotted["parameters"] if p.get("in") == "query"}

@@ -18,6 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from hyphae.api.v1 import options_pb2
 
 from gateway.app import create_app
+from server.app import QuietServer
 
 PACKAGE = "hyphae_stream_test.v1"
 
@@ -28,25 +29,51 @@ def tick_service() -> ServiceDescriptor:
         return pool.FindServiceByName(f"{PACKAGE}.TickService")
     except KeyError:
         pass
-    file = descriptor_pb2.FileDescriptorProto(name="hyphae_stream_test/v1/ticks.proto", package=PACKAGE,
-                                              syntax="proto3",
-                                              dependency=["google/api/annotations.proto",
-                                                          "hyphae/api/v1/options.proto"])
+    file = descriptor_pb2.FileDescriptorProto(
+        name="hyphae_stream_test/v1/ticks.proto",
+        package=PACKAGE,
+        syntax="proto3",
+        dependency=["google/api/annotations.proto", "hyphae/api/v1/options.proto"],
+    )
     request = file.message_type.add(name="WatchTicksRequest")
-    request.field.add(name="after_sequence", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    request.field.add(name="count", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    request.field.add(name="fail", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    request.field.add(
+        name="after_sequence",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    request.field.add(
+        name="count",
+        number=2,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    request.field.add(
+        name="fail",
+        number=3,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     response = file.message_type.add(name="WatchTicksResponse")
-    response.field.add(name="sequence", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-                       label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    response.field.add(name="text", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                       label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    response.field.add(
+        name="sequence",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    response.field.add(
+        name="text",
+        number=2,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     service = file.service.add(name="TickService")
-    method = service.method.add(name="WatchTicks", input_type=f".{PACKAGE}.WatchTicksRequest",
-                                output_type=f".{PACKAGE}.WatchTicksResponse", server_streaming=True)
+    method = service.method.add(
+        name="WatchTicks",
+        input_type=f".{PACKAGE}.WatchTicksRequest",
+        output_type=f".{PACKAGE}.WatchTicksResponse",
+        server_streaming=True,
+    )
     method.options.Extensions[annotations_pb2.http].get = "/ticks"
     rule = method.options.Extensions[options_pb2.rule]
     rule.access = options_pb2.ACCESS_PUBLIC
@@ -62,7 +89,7 @@ def base_url() -> Iterator[str]:
     request_class = message_factory.GetMessageClass(service.methods_by_name["WatchTicks"].input_type)
     response_class = message_factory.GetMessageClass(service.methods_by_name["WatchTicks"].output_type)
 
-    async def watch(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def watch(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         if request.fail == "early":
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such ticker")
         for sequence in range(request.after_sequence + 1, request.count + 1):
@@ -75,15 +102,19 @@ def base_url() -> Iterator[str]:
 
     async def main() -> None:
         server = grpc.aio.server()
-        handler = grpc.unary_stream_rpc_method_handler(watch, request_deserializer=request_class.FromString,
-                                                       response_serializer=response_class.SerializeToString)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name,
-                                                                              {"WatchTicks": handler}),))
+        handler = grpc.unary_stream_rpc_method_handler(
+            watch, request_deserializer=request_class.FromString, response_serializer=response_class.SerializeToString
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service.full_name, {"WatchTicks": handler}),)
+        )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        http = uvicorn.Server(uvicorn.Config(create_app(f"127.0.0.1:{port}", services=[service]), host="127.0.0.1",
-                                             port=0, log_level="warning"))
-        http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        http = QuietServer(
+            uvicorn.Config(
+                create_app(f"127.0.0.1:{port}", services=[service]), host="127.0.0.1", port=0, log_level="warning"
+            )
+        )
         task = asyncio.create_task(http.serve())
         while not http.started:
             await asyncio.sleep(0.01)
@@ -108,8 +139,7 @@ def test_sse_frames_carry_the_sequence_as_id(base_url: str) -> None:
     response = httpx.get(f"{base_url}/ticks", params={"count": 3})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.text == "".join(
-        f'id: {i}\ndata: {{"sequence":{i},"text":"tick {i}"}}\n\n' for i in (1, 2, 3))
+    assert response.text == "".join(f'id: {i}\ndata: {{"sequence":{i},"text":"tick {i}"}}\n\n' for i in (1, 2, 3))
 
 
 def test_last_event_id_resumes_after_the_last_seen_event(base_url: str) -> None:
@@ -132,8 +162,9 @@ def test_error_before_the_first_event_is_a_plain_error_response(base_url: str) -
 def test_error_after_events_ends_the_stream_with_an_error_event(base_url: str) -> None:
     sse = httpx.get(f"{base_url}/ticks", params={"count": 1, "fail": "late"})
     assert sse.text.endswith('event: error\ndata: {"error":"Internal Server Error","message":"ticker broke"}\n\n')
-    ndjson = httpx.get(f"{base_url}/ticks", params={"count": 1, "fail": "late"},
-                       headers={"Accept": "application/x-ndjson"})
+    ndjson = httpx.get(
+        f"{base_url}/ticks", params={"count": 1, "fail": "late"}, headers={"Accept": "application/x-ndjson"}
+    )
     assert ndjson.text.splitlines()[-1] == '{"error":{"error":"Internal Server Error","message":"ticker broke"}}'
 
 

@@ -47,8 +47,10 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def workflow_body(name: str | None = None) -> dict[str, Any]:
-    return {"name": name or f"wf-{uuid.uuid4().hex[:12]}",
-            "definition": {"actions": [{"type": "PbotApproval", "properties": {"comment": "ok?"}}]}}
+    return {
+        "name": name or f"wf-{uuid.uuid4().hex[:12]}",
+        "definition": {"actions": [{"type": "PbotApproval", "properties": {"comment": "ok?"}}]},
+    }
 
 
 def assert_error(response: httpx.Response, status: int, title: str, fragment: str) -> None:
@@ -67,14 +69,22 @@ def signup(http: httpx.Client, email: str | None = None) -> Tenant:
     response = http.post("/gateway/signup", json={"email": email, "name": "Acme Ops"})
     assert response.status_code == 201, response.text
     body = response.json()
-    return Tenant(account_id=body["account"]["id"], email=email, org_id=body["org"]["id"],
-                  management_token=body["management_token"], key=body["api_key"]["key"],
-                  key_id=body["api_key"]["id"])
+    return Tenant(
+        account_id=body["account"]["id"],
+        email=email,
+        org_id=body["org"]["id"],
+        management_token=body["management_token"],
+        key=body["api_key"]["key"],
+        key_id=body["api_key"]["id"],
+    )
 
 
 def create_key(http: httpx.Client, tenant: Tenant, permissions: str, label: str = "ci") -> dict[str, Any]:
-    response = http.post(f"/gateway/orgs/{tenant.org_id}/keys", headers=bearer(tenant.management_token),
-                         json={"label": label, "permissions": permissions})
+    response = http.post(
+        f"/gateway/orgs/{tenant.org_id}/keys",
+        headers=bearer(tenant.management_token),
+        json={"label": label, "permissions": permissions},
+    )
     assert response.status_code == 201, response.text
     key: dict[str, Any] = response.json()
     return key
@@ -149,13 +159,18 @@ def test_account_with_management_token_shows_account_and_orgs(http: httpx.Client
     assert [org["id"] for org in body["orgs"]] == [tenant.org_id]
 
 
-@pytest.mark.parametrize(("headers", "fragment"), [
-    ({}, "mt-hyp-"),
-    ({"Authorization": "Bearer mt-hyp-nope"}, "invalid or revoked"),
-    ({"Authorization": "Basic x"}, "Bearer"),
-], ids=["no-token", "unknown-token", "basic-scheme"])
-def test_account_without_valid_management_token_is_unauthorized(http: httpx.Client, headers: dict[str, str],
-                                                                 fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({}, "mt-hyp-"),
+        ({"Authorization": "Bearer mt-hyp-nope"}, "invalid or revoked"),
+        ({"Authorization": "Basic x"}, "Bearer"),
+    ],
+    ids=["no-token", "unknown-token", "basic-scheme"],
+)
+def test_account_without_valid_management_token_is_unauthorized(
+    http: httpx.Client, headers: dict[str, str], fragment: str
+) -> None:
     assert_error(http.get("/gateway/account", headers=headers), 401, "Unauthorized", fragment)
 
 
@@ -190,15 +205,19 @@ def test_created_key_is_shown_once_with_its_scope(http: httpx.Client, tenant: Te
 
 
 def test_key_without_permissions_is_full(http: httpx.Client, tenant: Tenant) -> None:
-    response = http.post(f"/gateway/orgs/{tenant.org_id}/keys", headers=bearer(tenant.management_token),
-                         json={"label": "default-scope"})
+    response = http.post(
+        f"/gateway/orgs/{tenant.org_id}/keys", headers=bearer(tenant.management_token), json={"label": "default-scope"}
+    )
     assert response.status_code == 201, response.text
     assert response.json()["permissions"] == "full"
 
 
 def test_key_with_unknown_permissions_is_rejected(http: httpx.Client, tenant: Tenant) -> None:
-    response = http.post(f"/gateway/orgs/{tenant.org_id}/keys", headers=bearer(tenant.management_token),
-                         json={"label": "x", "permissions": "admin"})
+    response = http.post(
+        f"/gateway/orgs/{tenant.org_id}/keys",
+        headers=bearer(tenant.management_token),
+        json={"label": "x", "permissions": "admin"},
+    )
     assert_error(response, 400, "Bad Request", "permissions")
 
 
@@ -218,8 +237,9 @@ def test_key_listing_never_includes_the_secret(http: httpx.Client, tenant: Tenan
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
-def test_keys_of_another_accounts_org_are_not_found(http: httpx.Client, tenant: Tenant, other_tenant: Tenant,
-                                                    method: str) -> None:
+def test_keys_of_another_accounts_org_are_not_found(
+    http: httpx.Client, tenant: Tenant, other_tenant: Tenant, method: str
+) -> None:
     path = f"/gateway/orgs/{other_tenant.org_id}/keys"
     if method == "DELETE":
         path += f"/{other_tenant.key_id}"
@@ -278,26 +298,38 @@ def test_full_key_can_write(http: httpx.Client, tenant: Tenant) -> None:
 # --- credentials -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("headers", "fragment"), [
-    ({}, "missing credentials"),
-    ({"Authorization": "Basic x"}, "Bearer"),
-    ({"Authorization": "Bearer"}, "Bearer"),
-    ({"Authorization": "Bearer sk-hyp-nope"}, "invalid or revoked"),
-    ({"Authorization": "Bearer pk_live_nope"}, "invalid or revoked"),
-    ({"Authorization": "Bearer mt-hyp-nope"}, "invalid or revoked"),
-    ({"Authorization": "Bearer not-a-key"}, "unrecognised key"),
-    ({"X-Org-Id": "acme-corp"}, "X-Org-Id"),
-], ids=["none", "basic-scheme", "empty-bearer", "unknown-secret-key", "unknown-publishable-key",
-        "unknown-management-token", "unrecognised-prefix", "org-header-alone"])
-def test_request_without_valid_credentials_is_unauthorized(http: httpx.Client, headers: dict[str, str],
-                                                           fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({}, "missing credentials"),
+        ({"Authorization": "Basic x"}, "Bearer"),
+        ({"Authorization": "Bearer"}, "Bearer"),
+        ({"Authorization": "Bearer sk-hyp-nope"}, "invalid or revoked"),
+        ({"Authorization": "Bearer pk_live_nope"}, "invalid or revoked"),
+        ({"Authorization": "Bearer mt-hyp-nope"}, "invalid or revoked"),
+        ({"Authorization": "Bearer not-a-key"}, "unrecognised key"),
+        ({"X-Org-Id": "acme-corp"}, "X-Org-Id"),
+    ],
+    ids=[
+        "none",
+        "basic-scheme",
+        "empty-bearer",
+        "unknown-secret-key",
+        "unknown-publishable-key",
+        "unknown-management-token",
+        "unrecognised-prefix",
+        "org-header-alone",
+    ],
+)
+def test_request_without_valid_credentials_is_unauthorized(
+    http: httpx.Client, headers: dict[str, str], fragment: str
+) -> None:
     response = http.get("/workflows", headers=headers)
     assert_error(response, 401, "Unauthorized", fragment)
     assert response.headers["x-request-id"]
 
 
-def test_org_header_does_not_override_the_keys_org(http: httpx.Client, tenant: Tenant,
-                                                   other_tenant: Tenant) -> None:
+def test_org_header_does_not_override_the_keys_org(http: httpx.Client, tenant: Tenant, other_tenant: Tenant) -> None:
     created = http.post("/workflows", headers=bearer(other_tenant.key), json=workflow_body())
     assert created.status_code == 201, created.text
 
@@ -311,8 +343,7 @@ def test_revoked_key_is_unauthorized_afterwards(http: httpx.Client, tenant: Tena
     key = create_key(http, tenant, "full")
     assert http.get("/workflows", headers=bearer(key["key"])).status_code == 200
 
-    revoked = http.delete(f"/gateway/orgs/{tenant.org_id}/keys/{key['id']}",
-                          headers=bearer(tenant.management_token))
+    revoked = http.delete(f"/gateway/orgs/{tenant.org_id}/keys/{key['id']}", headers=bearer(tenant.management_token))
 
     assert revoked.status_code == 200, revoked.text
     assert revoked.json() == {"key_id": key["id"], "deleted": True}
@@ -334,16 +365,18 @@ def test_revoking_a_key_twice_is_not_found(http: httpx.Client, tenant: Tenant) -
 # --- tenancy ---------------------------------------------------------------------------------------------------
 
 
-def test_another_orgs_workflow_is_not_found_never_forbidden(http: httpx.Client, tenant: Tenant,
-                                                           other_tenant: Tenant) -> None:
+def test_another_orgs_workflow_is_not_found_never_forbidden(
+    http: httpx.Client, tenant: Tenant, other_tenant: Tenant
+) -> None:
     created = http.post("/workflows", headers=bearer(tenant.key), json=workflow_body())
     assert created.status_code == 201, created.text
     workflow_id = created.json()["id"]
     intruder = bearer(other_tenant.key)
 
     assert_error(http.get(f"/workflows/{workflow_id}", headers=intruder), 404, "Not Found", workflow_id)
-    assert_error(http.put(f"/workflows/{workflow_id}", headers=intruder, json=workflow_body()),
-                 404, "Not Found", workflow_id)
+    assert_error(
+        http.put(f"/workflows/{workflow_id}", headers=intruder, json=workflow_body()), 404, "Not Found", workflow_id
+    )
     assert_error(http.delete(f"/workflows/{workflow_id}", headers=intruder), 404, "Not Found", workflow_id)
     listed = http.get("/workflows", headers=intruder)
     assert listed.status_code == 200

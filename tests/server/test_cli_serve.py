@@ -43,8 +43,7 @@ def environment(data_dir: Path, http_port: int, grpc_port: int) -> dict[str, str
 
 
 def start(env: dict[str, str], http_port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(HYPHAE + ["serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = subprocess.Popen([*HYPHAE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -91,8 +90,9 @@ def test_serve_stops_cleanly_and_keeps_data_between_starts(data_dir: Path) -> No
 def test_orgs_create_prints_a_working_key(data_dir: Path) -> None:
     http_port, grpc_port = free_port(), free_port()
     env = environment(data_dir, http_port, grpc_port)
-    created = subprocess.run(HYPHAE + ["orgs", "create", "Acme", "--id", "acme"], env=env, capture_output=True,
-                             text=True, timeout=120)
+    created = subprocess.run(
+        [*HYPHAE, "orgs", "create", "Acme", "--id", "acme"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert created.returncode == 0, created.stderr
     key = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("key:"))
     assert key.startswith("sk-hyp-")

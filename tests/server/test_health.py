@@ -37,8 +37,9 @@ def test_grpc_reflection_lists_the_services(server: ServerInfo) -> None:
 
     with grpc.insecure_channel(server.grpc_target) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                            timeout=10)
+        replies = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+        )
         names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert {"hyphae.workflows.v1.WorkflowService", "grpc.health.v1.Health"} <= names
 

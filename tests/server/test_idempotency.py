@@ -23,8 +23,10 @@ METHOD = "/hyphae.workflows.v1.WorkflowService/CreateWorkflow"
 
 
 def workflow_body(name: str | None = None, comment: str = "ok?") -> dict[str, Any]:
-    return {"name": name or f"wf-{uuid.uuid4().hex[:12]}",
-            "definition": {"actions": [{"type": "PbotApproval", "properties": {"comment": comment}}]}}
+    return {
+        "name": name or f"wf-{uuid.uuid4().hex[:12]}",
+        "definition": {"actions": [{"type": "PbotApproval", "properties": {"comment": comment}}]},
+    }
 
 
 def new_key() -> str:
@@ -53,8 +55,9 @@ def post(client: httpx.Client, key: str, body: dict[str, Any]) -> httpx.Response
 @pytest.fixture
 def other_api(server: ServerInfo) -> Iterator[httpx.Client]:
     """REST client acting for a second fresh org."""
-    with httpx.Client(base_url=server.http_url, headers={"X-Org-Id": f"test-{uuid.uuid4().hex[:12]}"},
-                      timeout=30) as client:
+    with httpx.Client(
+        base_url=server.http_url, headers={"X-Org-Id": f"test-{uuid.uuid4().hex[:12]}"}, timeout=30
+    ) as client:
         yield client
 
 

@@ -19,8 +19,9 @@ def test_secret_is_redacted_and_encrypted_at_rest(api: httpx.Client, server: Ser
     assert secret not in listed
     engine = sa.create_engine(sqlalchemy_url(server.database_url))
     with engine.connect() as connection:
-        row = connection.execute(sa.text("SELECT key_id, ciphertext FROM org_config WHERE org_id = :o"),
-                                 {"o": api.headers["X-Org-Id"]}).one()
+        row = connection.execute(
+            sa.text("SELECT key_id, ciphertext FROM org_config WHERE org_id = :o"), {"o": api.headers["X-Org-Id"]}
+        ).one()
     engine.dispose()
     assert secret.encode() not in bytes(row.ciphertext)
     assert len(row.key_id) == 12

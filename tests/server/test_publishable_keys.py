@@ -18,8 +18,9 @@ async def make_publishable_key(database_url: str, org_id: str) -> str:
     try:
         async with connect(engine) as connection:
             await accounts.create_org(connection, org_id=org_id, name="pk test", account_id=None)
-            key = await create_key(TenantRepository(connection, org_id), label="browser", permissions="read_only",
-                                   kind="publishable")
+            key = await create_key(
+                TenantRepository(connection, org_id), label="browser", permissions="read_only", kind="publishable"
+            )
     finally:
         await engine.dispose()
     return key.key

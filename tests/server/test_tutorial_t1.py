@@ -81,8 +81,9 @@ def test_tutorial_steps_work_with_the_literal_tutorial_org(server: ServerInfo) -
 
 def test_tutorial_steps_work_with_a_bearer_key(strict_server: ServerInfo) -> None:
     with httpx.Client(base_url=strict_server.http_url) as anonymous:
-        signup = anonymous.post("/gateway/signup", json={"email": f"{uuid.uuid4().hex}@example.com",
-                                                         "name": "Acme Ops"})
+        signup = anonymous.post(
+            "/gateway/signup", json={"email": f"{uuid.uuid4().hex}@example.com", "name": "Acme Ops"}
+        )
     assert signup.status_code == 201, signup.text
     key = signup.json()["api_key"]["key"]
     assert key.startswith("sk-hyp-")

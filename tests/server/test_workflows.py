@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 DEFINITION_TEXT = (
@@ -25,9 +27,14 @@ def test_definition_round_trips_byte_for_byte(api: httpx.Client) -> None:
 
 def test_workflow_crud(api: httpx.Client) -> None:
     created = api.post("/workflows", json=approval_workflow("crud")).json()
-    updated = api.put(f"/workflows/{created['id']}", json={
-        "name": "crud-renamed", "description": "v2",
-        "definition": {"actions": [{"type": "PbotForm", "properties": {"expected_keys": ["email"]}}]}})
+    updated = api.put(
+        f"/workflows/{created['id']}",
+        json={
+            "name": "crud-renamed",
+            "description": "v2",
+            "definition": {"actions": [{"type": "PbotForm", "properties": {"expected_keys": ["email"]}}]},
+        },
+    )
     assert updated.status_code == 200, updated.text
     assert updated.json()["version"] == 2
     assert updated.json()["name"] == "crud-renamed"
@@ -55,11 +62,13 @@ def test_same_name_in_two_orgs_is_fine(api: httpx.Client) -> None:
 
 
 def test_invalid_definition_names_the_path(api: httpx.Client) -> None:
-    definition = {"actions": [
-        {"type": "PbotApproval", "properties": {"comment": "a"}},
-        {"type": "PbotApproval", "properties": {"comment": "b"}},
-        {"type": "PbotApproval", "properties": {"comment": "c"}, "filter": {"condition": {"greaterThen": [1, 2]}}},
-    ]}
+    definition = {
+        "actions": [
+            {"type": "PbotApproval", "properties": {"comment": "a"}},
+            {"type": "PbotApproval", "properties": {"comment": "b"}},
+            {"type": "PbotApproval", "properties": {"comment": "c"}, "filter": {"condition": {"greaterThen": [1, 2]}}},
+        ]
+    }
     response = api.post("/workflows", json={"name": "bad", "definition": definition})
     assert response.status_code == 400
     assert response.json()["message"].startswith("definition.actions[2].filter")
@@ -87,20 +96,43 @@ def test_pagination_with_tokens_and_offsets(api: httpx.Client) -> None:
 
 
 def test_action_kinds_from_the_docs_are_accepted(api: httpx.Client) -> None:
-    bodies = [
-        {"action_name": "summarize_document", "kind": "llm", "description": "Summarize a document in 3 bullet points",
-         "template": "Summarize the following document in 3 bullet points:\n\n{{document_text}}", "model": "gpt-4",
-         "max_tokens": 500, "outputKey": "summary"},
-        {"action_name": "get_pending_orders", "kind": "db",
-         "description": "Fetch pending orders from the warehouse database", "datasource": "orgconfig:db:warehouse_pg",
-         "query": "SELECT * FROM orders WHERE status = $1 AND created_at > $2",
-         "params": ["pending", "@input.since_date"], "passthrough": True, "outputKey": "orders"},
-        {"action_name": "invoice_payment_matcher", "kind": "matcher",
-         "description": "Match invoices to payments by invoice number with 2% tolerance and 5-day date window",
-         "left": "@input.invoices", "right": "@input.payments", "matchOn": ["invoice_number", "vendor_id"],
-         "tolerance": 0.02, "dateWindowDays": 5, "fuzzyThreshold": 85, "descriptionKey": "description"},
-        {"action_name": "log_reconciliation", "kind": "custom-table",
-         "description": "Log a reconciliation result to the audit table"},
+    bodies: list[dict[str, Any]] = [
+        {
+            "action_name": "summarize_document",
+            "kind": "llm",
+            "description": "Summarize a document in 3 bullet points",
+            "template": "Summarize the following document in 3 bullet points:\n\n{{document_text}}",
+            "model": "gpt-4",
+            "max_tokens": 500,
+            "outputKey": "summary",
+        },
+        {
+            "action_name": "get_pending_orders",
+            "kind": "db",
+            "description": "Fetch pending orders from the warehouse database",
+            "datasource": "orgconfig:db:warehouse_pg",
+            "query": "SELECT * FROM orders WHERE status = $1 AND created_at > $2",
+            "params": ["pending", "@input.since_date"],
+            "passthrough": True,
+            "outputKey": "orders",
+        },
+        {
+            "action_name": "invoice_payment_matcher",
+            "kind": "matcher",
+            "description": "Match invoices to payments by invoice number with 2% tolerance and 5-day date window",
+            "left": "@input.invoices",
+            "right": "@input.payments",
+            "matchOn": ["invoice_number", "vendor_id"],
+            "tolerance": 0.02,
+            "dateWindowDays": 5,
+            "fuzzyThreshold": 85,
+            "descriptionKey": "description",
+        },
+        {
+            "action_name": "log_reconciliation",
+            "kind": "custom-table",
+            "description": "Log a reconciliation result to the audit table",
+        },
     ]
     for body in bodies:
         response = api.post("/actions", json=body)
@@ -110,11 +142,23 @@ def test_action_kinds_from_the_docs_are_accepted(api: httpx.Client) -> None:
 
 
 def test_update_action_replaces_its_properties(api: httpx.Client) -> None:
-    created = api.post("/actions", json={"action_name": "fetch_customer_data", "kind": "http",
-                                         "url": "https://api.example.com/customers", "http_method": "GET"}).json()
-    update = {"action_name": "fetch_customer_data", "kind": "http",
-              "description": "Fetch customer details from CRM (updated)",
-              "url": "https://api.example.com/v2/customers", "http_method": "GET", "passthrough": True}
+    created = api.post(
+        "/actions",
+        json={
+            "action_name": "fetch_customer_data",
+            "kind": "http",
+            "url": "https://api.example.com/customers",
+            "http_method": "GET",
+        },
+    ).json()
+    update = {
+        "action_name": "fetch_customer_data",
+        "kind": "http",
+        "description": "Fetch customer details from CRM (updated)",
+        "url": "https://api.example.com/v2/customers",
+        "http_method": "GET",
+        "passthrough": True,
+    }
     response = api.put(f"/actions/{created['id']}", json=update)
     assert response.status_code == 200, response.text
     assert {k: response.json()[k] for k in update} == update

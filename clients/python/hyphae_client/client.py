@@ -88,8 +88,13 @@ class Workflow:
 
     @classmethod
     def from_proto(cls, message: workflow_pb2.Workflow) -> Workflow:
-        return cls(id=message.id, name=message.name, definition=from_json(message.definition),
-                   version=message.version, description=message.description)
+        return cls(
+            id=message.id,
+            name=message.name,
+            definition=from_json(message.definition),
+            version=message.version,
+            description=message.description,
+        )
 
 
 @dataclass(frozen=True)
@@ -196,8 +201,14 @@ class HyphaeClient:
 
     `api_key` is sent as `authorization: Bearer <key>`, `org_id` as `x-org-id` (direct engine mode)."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, api_key: str | None = None, org_id: str | None = None,
-                 timeout: float = 30) -> None:
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        api_key: str | None = None,
+        org_id: str | None = None,
+        timeout: float = 30,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         metadata: list[tuple[str, str]] = []
@@ -206,8 +217,10 @@ class HyphaeClient:
         if org_id:
             metadata.append(("x-org-id", org_id))
         self._metadata: tuple[tuple[str, str], ...] = tuple(metadata)
-        self._channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
-                                                               ("grpc.max_send_message_length", _MAX_MESSAGE)])
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)],
+        )
         self._workflows = workflow_service_pb2_grpc.WorkflowServiceStub(self._channel)
         self._actions = action_service_pb2_grpc.ActionServiceStub(self._channel)
         self._org_config = org_config_service_pb2_grpc.OrgConfigServiceStub(self._channel)
@@ -219,8 +232,9 @@ class HyphaeClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:
@@ -233,8 +247,10 @@ class HyphaeClient:
 
     def list_workflows(self, page_size: int = 50, page_token: str = "") -> tuple[list[Workflow], str]:
         """One page of workflows (newest first) and the next page token ("" on the last page)."""
-        response = self._call(self._workflows.ListWorkflows,
-                              workflow_service_pb2.ListWorkflowsRequest(page_size=page_size, page_token=page_token))
+        response = self._call(
+            self._workflows.ListWorkflows,
+            workflow_service_pb2.ListWorkflowsRequest(page_size=page_size, page_token=page_token),
+        )
         return [Workflow.from_proto(w) for w in response.workflows], response.next_page_token
 
     def iter_workflows(self, page_size: int = 100) -> Iterator[Workflow]:
@@ -252,15 +268,18 @@ class HyphaeClient:
 
     def create_workflow(self, name: str, definition: Any, description: str = "") -> Workflow:
         workflow = workflow_pb2.Workflow(name=name, definition=to_json(definition), description=description)
-        response = self._call(self._workflows.CreateWorkflow,
-                              workflow_service_pb2.CreateWorkflowRequest(workflow=workflow))
+        response = self._call(
+            self._workflows.CreateWorkflow, workflow_service_pb2.CreateWorkflowRequest(workflow=workflow)
+        )
         return Workflow.from_proto(response.workflow)
 
     def update_workflow(self, workflow_id: str, *, name: str, definition: Any, description: str = "") -> Workflow:
         """Replaces the workflow's name, definition and description (the version grows by one)."""
         workflow = workflow_pb2.Workflow(name=name, definition=to_json(definition), description=description)
-        response = self._call(self._workflows.UpdateWorkflow,
-                              workflow_service_pb2.UpdateWorkflowRequest(id=workflow_id, workflow=workflow))
+        response = self._call(
+            self._workflows.UpdateWorkflow,
+            workflow_service_pb2.UpdateWorkflowRequest(id=workflow_id, workflow=workflow),
+        )
         return Workflow.from_proto(response.workflow)
 
     def delete_workflow(self, workflow_id: str) -> None:
@@ -271,8 +290,9 @@ class HyphaeClient:
     def create_action(self, action: Mapping[str, Any] | action_pb2.Action) -> action_pb2.Action:
         """Registers an action, given as a proto or a dict in the REST shape
         (e.g. `{"action_name": "notify", "kind": "http", "url": ..., "body": {...}}`)."""
-        response = self._call(self._actions.CreateAction,
-                              action_service_pb2.CreateActionRequest(action=_action(action)))
+        response = self._call(
+            self._actions.CreateAction, action_service_pb2.CreateActionRequest(action=_action(action))
+        )
         return response.action
 
     def list_actions(self, page_size: int = 100) -> list[action_pb2.Action]:
@@ -280,8 +300,9 @@ class HyphaeClient:
         actions: list[action_pb2.Action] = []
         token = ""
         while True:
-            response = self._call(self._actions.ListActions,
-                                  action_service_pb2.ListActionsRequest(page_size=page_size, page_token=token))
+            response = self._call(
+                self._actions.ListActions, action_service_pb2.ListActionsRequest(page_size=page_size, page_token=token)
+            )
             actions.extend(response.actions)
             token = response.next_page_token
             if not token:
@@ -291,8 +312,9 @@ class HyphaeClient:
 
     def set_org_config(self, key: str, value: Any) -> ConfigEntry:
         """Stores or replaces one key; a secret comes back redacted."""
-        response = self._call(self._org_config.SetOrgConfig,
-                              org_config_service_pb2.SetOrgConfigRequest(key=key, value=to_json(value)))
+        response = self._call(
+            self._org_config.SetOrgConfig, org_config_service_pb2.SetOrgConfigRequest(key=key, value=to_json(value))
+        )
         return ConfigEntry.from_proto(response.entry)
 
     def list_org_config(self, page_size: int = 100) -> list[ConfigEntry]:
@@ -300,8 +322,10 @@ class HyphaeClient:
         entries: list[ConfigEntry] = []
         token = ""
         while True:
-            response = self._call(self._org_config.ListOrgConfig,
-                                  org_config_service_pb2.ListOrgConfigRequest(page_size=page_size, page_token=token))
+            response = self._call(
+                self._org_config.ListOrgConfig,
+                org_config_service_pb2.ListOrgConfigRequest(page_size=page_size, page_token=token),
+            )
             entries.extend(ConfigEntry.from_proto(e) for e in response.entries)
             token = response.next_page_token
             if not token:

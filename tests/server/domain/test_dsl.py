@@ -152,8 +152,7 @@ T4_QUICKSTART: dict[str, Any] = {
                         "type": "loop",
                         "properties": {
                             "mode": "react",
-                            "objective": "Investigate invoice {{invoice.invoice_id}} "
-                            "from {{invoice.vendor}}.",
+                            "objective": "Investigate invoice {{invoice.invoice_id}} from {{invoice.vendor}}.",
                             "tools": [{"type": "action", "name": "search_payments"}, "__complete__"],
                             "max_iterations": 5,
                             "result_key": "finding",
@@ -658,9 +657,7 @@ DOC_EXAMPLES: list[tuple[str, dict[str, Any], set[str]]] = [
                     "name": "Notify",
                     "id": "step-1",
                     "description": "prompt with a JSON sample",
-                    "condition": {
-                        "and": [{"hasKey": "@input.x"}, {"matches": ["@input.x", "^[A-Z]{3}-\\d+$"]}]
-                    },
+                    "condition": {"and": [{"hasKey": "@input.x"}, {"matches": ["@input.x", "^[A-Z]{3}-\\d+$"]}]},
                     "properties": {
                         "text": 'Reply {"a": {"b": 1}} to ops@acme.com',
                         "nested": [{"v": "@input.x.0"}],
@@ -1065,11 +1062,7 @@ INVALID: list[tuple[str, Any, str, str]] = [
     ),
     (
         "table-update-without-fields",
-        wf(
-            step(
-                "custom-table", properties={"table": "t", "operation": "update", "keys": ["a"], "values": [1]}
-            )
-        ),
+        wf(step("custom-table", properties={"table": "t", "operation": "update", "keys": ["a"], "values": [1]})),
         "definition.actions[0].properties.fields",
         "needs non-empty 'fields'",
     ),
@@ -1174,9 +1167,7 @@ INVALID_REACT: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "definition", "path", "fragment"), INVALID_REACT, ids=[t[0] for t in INVALID_REACT]
-)
+@pytest.mark.parametrize(("name", "definition", "path", "fragment"), INVALID_REACT, ids=[t[0] for t in INVALID_REACT])
 def test_invalid_react_definitions(name: str, definition: dict[str, Any], path: str, fragment: str) -> None:
     with pytest.raises(DefinitionError) as info:
         validate_definition(definition, step_types={"act"}, allow_react=True)
@@ -1199,9 +1190,7 @@ def test_primitive_names_win_over_registered_actions() -> None:
         validate_definition(wf(step("matcher", properties={"matchOn": ["id"]})), step_types={"matcher"})
     assert info.value.path == "definition.actions[0].properties.left"
     # ...while a registered matcher *action* needs no left/right in the step.
-    validate_definition(
-        wf(step("match_invoices", properties={"threshold": 2})), step_types={"match_invoices"}
-    )
+    validate_definition(wf(step("match_invoices", properties={"threshold": 2})), step_types={"match_invoices"})
 
 
 # --------------------------------------------------------------------------- parsers
