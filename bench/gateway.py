@@ -3,9 +3,9 @@
     python3 -m uv run python bench/gateway.py [--seconds 10] [--concurrency 64] [--database-url URL]
 
 Every side reads the same workflow with `--concurrency` requests in flight from one asyncio client process:
-REST through httpx.AsyncClient (HTTP/1.1 keep-alive, one pool of `--concurrency` connections), REST again with the
-same connections split over `--rest-pools` AsyncClients (httpx's pool costs CPU that grows with its size, see
-encode/httpx#3215), and gRPC through one grpc.aio channel and the generated stub. After a warm-up the sides
+REST through one aiohttp ClientSession (HTTP/1.1 keep-alive, `--concurrency` connections; httpx's pool costs more CPU
+than the server it loads, encode/httpx#3215) and gRPC through one grpc.aio channel and the generated stub, so both
+clients are C-accelerated and comparably cheap. After a warm-up the sides
 alternate, `--rounds` times, each for `--seconds`; the report gives requests/s per side (with client and server
 CPU use) and each REST/gRPC ratio against the target (>= 0.8), and replaces this script's section of
 bench/RESULTS.md.
@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
 import httpx
 import psycopg
@@ -83,37 +84,68 @@ def scratch_database(server_url: str) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def hyphae_command() -> list[str]:
+def hyphae_command(*args: str) -> list[str]:
     script = Path(sys.executable).parent / "hyphae"
     if script.exists():
-        return [str(script), "serve"]
+        return [str(script), *args]
     found = shutil.which("hyphae")
     if found:
-        return [found, "serve"]
-    return [sys.executable, "-c", "from server.cli import main; main()", "serve"]
+        return [found, *args]
+    return [sys.executable, "-c", "from server.cli import main; main()", *args]
 
 
 @dataclass(frozen=True)
 class Server:
-    http_url: str
+    http_url: str  # the gateway inside `hyphae serve`
+    gateway_url: str  # a separate `hyphae gateway` process in front of the same gRPC server
     grpc_target: str
     database: str
-    pid: int
+    pids: tuple[int, int]  # hyphae serve, hyphae gateway
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc; 0.0 where /proc is missing."""
+def process_cpu_seconds(*pids: int) -> float:
+    """User + system CPU time of processes (all their threads), from /proc; 0.0 where /proc is missing."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+@contextlib.contextmanager
+def process(command: list[str], env: dict[str, str], health_url: str, log_path: Path) -> Iterator[int]:
+    """A subprocess that is up once `health_url` answers 200; stopped with SIGTERM."""
+    with log_path.open("w") as log:
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        deadline = time.monotonic() + 180
+        while True:
+            if child.poll() is not None:
+                raise RuntimeError(f"{command[1:]} exited with {child.returncode}:\n{log_path.read_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[1:]} did not answer {health_url} in time:\n{log_path.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(health_url, timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield child.pid
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 @contextlib.contextmanager
 def hyphae_serve(database_url: str | None, work_dir: Path) -> Iterator[Server]:
-    """`hyphae serve` as a subprocess on free loopback ports; waits for /health, stops it with SIGTERM."""
-    http_port, grpc_port = free_port(), free_port()
+    """`hyphae serve` and a separate `hyphae gateway` in front of it, as subprocesses on free loopback ports."""
+    http_port, grpc_port, gateway_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
     env.update(
         HYPHAE_DATA_DIR=str(work_dir / "data"),
@@ -125,35 +157,23 @@ def hyphae_serve(database_url: str | None, work_dir: Path) -> Iterator[Server]:
     )
     if database_url:
         env["HYPHAE_DATABASE_URL"] = database_url
-    log_path = work_dir / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(hyphae_command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    http_url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"hyphae serve exited with {process.returncode}:\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hyphae serve did not answer /health in time:\n{log_path.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{http_url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield Server(
-            http_url,
-            f"127.0.0.1:{grpc_port}",
-            "external Postgres" if database_url else "embedded Postgres",
-            process.pid,
+    http_url, gateway_url = f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{gateway_port}"
+    grpc_target = f"127.0.0.1:{grpc_port}"
+    with contextlib.ExitStack() as stack:
+        serve_pid = stack.enter_context(
+            process(hyphae_command("serve"), env, f"{http_url}/health", work_dir / "serve.log")
         )
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        gateway_env = {**env, "HYPHAE_HTTP_PORT": str(gateway_port)}
+        gateway_pid = stack.enter_context(
+            process(
+                hyphae_command("gateway", "--grpc-target", grpc_target),
+                gateway_env,
+                f"{gateway_url}/health",
+                work_dir / "gateway.log",
+            )
+        )
+        database = "external Postgres" if database_url else "embedded Postgres"
+        yield Server(http_url, gateway_url, grpc_target, database, (serve_pid, gateway_pid))
 
 
 # --------------------------------------------------------------------------- load
@@ -183,7 +203,9 @@ class Tally:
         return self.ok / self.seconds if self.seconds else 0.0
 
 
-async def drive(call: Callable[[], Awaitable[bool]], concurrency: int, seconds: float, server_pid: int) -> Tally:
+async def drive(
+    call: Callable[[], Awaitable[bool]], concurrency: int, seconds: float, server_pids: tuple[int, ...]
+) -> Tally:
     """`concurrency` workers calling `call` back to back for `seconds`."""
     tally = Tally()
     stop_at = time.perf_counter() + seconds
@@ -192,89 +214,83 @@ async def drive(call: Callable[[], Awaitable[bool]], concurrency: int, seconds: 
         while time.perf_counter() < stop_at:
             try:
                 ok = await call()
-            except (httpx.HTTPError, grpc.RpcError):
+            except (aiohttp.ClientError, grpc.RpcError):
                 ok = False
             if ok:
                 tally.ok += 1
             else:
                 tally.errors += 1
 
-    started, client_cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu_seconds(server_pid)
+    started, client_cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu_seconds(*server_pids)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     tally.seconds = time.perf_counter() - started
     tally.client_cpu = time.process_time() - client_cpu
-    tally.server_cpu = process_cpu_seconds(server_pid) - server_cpu
+    tally.server_cpu = process_cpu_seconds(*server_pids) - server_cpu
     return tally
 
 
 REST = "REST"
-REST_SHARDED = "REST sharded"
+REST_SPLIT = "REST split"
 GRPC = "gRPC"
 
 
 def side_label(name: str, args: argparse.Namespace) -> str:
-    if name == REST:
-        return f"REST (1 pool x {args.concurrency})"
-    if name == REST_SHARDED:
-        return f"REST ({args.rest_pools} pools x {args.concurrency // args.rest_pools})"
-    return "gRPC (1 channel)"
+    return {
+        REST: "REST, gateway in `hyphae serve`",
+        REST_SPLIT: "REST, gateway as its own process",
+        GRPC: "gRPC direct",
+    }[name]
 
 
 async def measure(server: Server, args: argparse.Namespace) -> tuple[dict[str, Tally], list[tuple[str, Tally]]]:
     """Warm-up, then `args.rounds` alternations of every side; totals per side and every run."""
     concurrency: int = args.concurrency
-
-    def rest_client(connections: int) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(
-            base_url=server.http_url, headers={"X-Org-Id": ORG}, limits=limits, http1=True, http2=False, timeout=30
-        )
-
     async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(rest_client(concurrency))
-        shards = [
-            await stack.enter_async_context(rest_client(concurrency // args.rest_pools))
-            for _ in range(args.rest_pools if args.rest_pools > 1 else 0)
+        sessions = [
+            await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    url,
+                    connector=aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency),
+                    headers={"X-Org-Id": ORG},
+                )
+            )
+            for url in (server.http_url, server.gateway_url)
         ]
+        http, split = sessions
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(server.grpc_target))
-
-        created = await http.post(
-            "/workflows",
-            content=f'{{"name":"bench-{uuid.uuid4().hex[:8]}","definition":{DEFINITION}}}',
-            headers={"Content-Type": "application/json"},
-        )
-        created.raise_for_status()
-        workflow_id: str = created.json()["id"]
-        expected = (await http.get(f"/workflows/{workflow_id}")).content
+        body = f'{{"name":"bench-{uuid.uuid4().hex[:8]}","definition":{DEFINITION}}}'
+        async with http.post("/workflows", data=body, headers={"Content-Type": "application/json"}) as created:
+            created.raise_for_status()
+            workflow_id: str = (await created.json())["id"]
+        path = f"/workflows/{workflow_id}"
+        async with http.get(path) as first:
+            expected = await first.read()
         stub = workflow_service_pb2_grpc.WorkflowServiceStub(channel)
         request = workflow_service_pb2.GetWorkflowRequest(id=workflow_id)
         metadata = (("x-org-id", ORG),)
-        path = f"/workflows/{workflow_id}"
 
         async def rest_call() -> bool:
-            response = await http.get(path)
-            return response.status_code == 200 and response.content == expected
+            async with http.get(path) as response:
+                return response.status == 200 and await response.read() == expected
 
-        turn = 0
-
-        async def rest_sharded_call() -> bool:
-            nonlocal turn
-            turn += 1
-            response = await shards[turn % len(shards)].get(path)
-            return response.status_code == 200 and response.content == expected
+        async def rest_split_call() -> bool:
+            async with split.get(path) as response:
+                return response.status == 200 and await response.read() == expected
 
         async def grpc_call() -> bool:
             response = await stub.GetWorkflow(request, metadata=metadata, timeout=30)
             return response.workflow.id == workflow_id
 
-        sides: dict[str, Callable[[], Awaitable[bool]]] = {REST: rest_call}
-        if shards:
-            sides[REST_SHARDED] = rest_sharded_call
-        sides[GRPC] = grpc_call
+        sides: dict[str, Callable[[], Awaitable[bool]]] = {
+            REST: rest_call,
+            REST_SPLIT: rest_split_call,
+            GRPC: grpc_call,
+        }
+        pids = {REST: server.pids[:1], REST_SPLIT: server.pids, GRPC: server.pids[:1]}
         width = max(len(side_label(name, args)) for name in sides)
         print(f"warm-up: {args.warmup:g}s per side, {concurrency} in flight", flush=True)
         for name, call in sides.items():
-            tally = await drive(call, concurrency, args.warmup, server.pid)
+            tally = await drive(call, concurrency, args.warmup, pids[name])
             print(f"  warm-up {side_label(name, args):<{width}} {tally.rate:7.0f} req/s", flush=True)
         totals = {name: Tally() for name in sides}
         runs: list[tuple[str, Tally]] = []
@@ -288,7 +304,7 @@ async def measure(server: Server, args: argparse.Namespace) -> tuple[dict[str, T
                     end=" ",
                     flush=True,
                 )
-                tally = await drive(call, concurrency, args.seconds, server.pid)
+                tally = await drive(call, concurrency, args.seconds, pids[name])
                 print(
                     f"{tally.rate:7.0f} req/s  ({tally.ok} ok, {tally.errors} errors; CPU client "
                     f"{tally.cpu_percent(tally.client_cpu):.0f}%, server {tally.cpu_percent(tally.server_cpu):.0f}%)",
@@ -342,15 +358,6 @@ def verdicts(totals: dict[str, Tally], args: argparse.Namespace) -> list[str]:
 def section(args: argparse.Namespace, server: Server, totals: dict[str, Tally], runs: list[tuple[str, Tally]]) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cores = os.cpu_count()
-    sharded = ""
-    shard = f"{args.rest_pools} AsyncClients of {args.concurrency // args.rest_pools}"
-    if REST_SHARDED in totals:
-        sharded = f"""
-- Why two REST rows: the plain client, one httpx.AsyncClient with a pool of {args.concurrency}, is itself a
-  bottleneck here: httpcore's pool bookkeeping grows with the number of connections and waiting requests
-  (encode/httpx#3215), so that client burns most of a core while the server idles (see the CPU columns). The
-  same {args.concurrency} keep-alive connections split over {shard} load the server instead; that row
-  is the better measure of the gateway. Both run in every round, interleaved with gRPC."""
     lines = "\n".join(f"- **{line}**" for line in verdicts(totals, args))
     return f"""{SECTION_START}
 ## Gateway: GetWorkflow, REST vs direct gRPC
@@ -358,15 +365,19 @@ def section(args: argparse.Namespace, server: Server, totals: dict[str, Tally], 
 Measured {now} by `python3 -m uv run python bench/gateway.py --seconds {args.seconds:g}`.
 
 - Machine: {cores} CPUs (nproc), {platform.system()} {platform.machine()}, Python {platform.python_version()}.
-  **Client, server and Postgres share these {cores} cores**: the load generator's own CPU use (httpx costs far more
-  per request than grpc.aio) comes out of the server's budget, which penalises the REST side.
-- Server: one `hyphae serve` subprocess, {server.database}, X-Org-Id trusted, rate limit off; the REST gateway
-  calls the services over its loopback gRPC channel in the same process (one event loop).
+  **Client, server and Postgres share these {cores} cores**: the load generator's CPU use comes out of the server's
+  budget (see the CPU columns).
+- Server: one `hyphae serve` subprocess, {server.database}, X-Org-Id trusted, rate limit off. Two REST
+  topologies, both calling the services over a loopback gRPC channel: the gateway inside `hyphae serve` (the
+  default: one process, one event loop) and a separate `hyphae gateway --grpc-target` process in front of the same
+  server (the gateway then runs on the other core). In one process the gateway's HTTP parsing, transcoding and
+  loopback gRPC client share one event loop (one core) with the services, so each REST request costs the
+  services' time plus the gateway's; as its own process the gateway overlaps with the services.
 - Load: GetWorkflow of one stored workflow, {args.concurrency} requests in flight from one asyncio process.
-  REST: httpx.AsyncClient, HTTP/1.1 keep-alive, {args.concurrency} connections. gRPC: one grpc.aio channel,
+  REST: aiohttp ClientSession, HTTP/1.1 keep-alive, {args.concurrency} connections. gRPC: one grpc.aio channel,
   generated stub. {args.warmup:g}s warm-up per side, then the sides alternate {args.rounds}x, {args.seconds:g}s each.
-- CPU columns: CPU time / wall time of the load generator and of the `hyphae serve` process (100% = one core;
-  Postgres not counted).{sharded}
+- CPU columns: CPU time / wall time of the load generator and of the server processes (`hyphae serve`, plus
+  `hyphae gateway` for the split row; 100% = one core; Postgres not counted).
 
 {table(totals, runs, args)}
 
@@ -396,21 +407,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="REST/gRPC alternations (default 2)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
     parser.add_argument(
-        "--rest-pools",
-        type=int,
-        default=8,
-        help="also measure REST with the connections split over this many AsyncClients "
-        "(default 8; 1 turns that side off)",
-    )
-    parser.add_argument(
         "--database-url",
         default=DEFAULT_DATABASE_URL,
         help="Postgres server for a scratch database; embedded Postgres if unreachable",
     )
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args(argv)
-    if args.concurrency < 1 or args.rest_pools < 1 or args.concurrency % args.rest_pools:
-        parser.error("--concurrency must be a positive multiple of --rest-pools")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be positive")
 
     with tempfile.TemporaryDirectory(prefix="hyphae-bench-") as tmp, contextlib.ExitStack() as stack:
         database_url: str | None = None

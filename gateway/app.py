@@ -6,11 +6,11 @@ server's interceptor (auth, tenancy, limits, idempotency, errors) runs the same 
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,9 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from hyphae.api.v1 import options_pb2
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import codec
 from gateway.bindings import Binding, Router, bindings_of, load_services
@@ -29,6 +28,7 @@ from gateway.errors import error_body, http_status, trailer
 from gateway.streaming import apply_resume, stream_response, wants_ndjson
 from gateway.transcode import build_request
 
+log = logging.getLogger("hyphae.gateway")
 OPENAPI = Path(__file__).resolve().parent.parent / "generated" / "openapi.json"
 FORWARDED_HEADERS = ("authorization", "x-org-id", "idempotency-key", "x-request-id")
 RETURNED_TRAILERS = (
@@ -62,16 +62,15 @@ class Gateway:
         self.channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Callable[..., Any]] = {}
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+    async def open(self) -> None:
         options = [
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ]
         self.channel = grpc.aio.insecure_channel(self.grpc_target, options=options)
-        try:
-            yield
-        finally:
+
+    async def close(self) -> None:
+        if self.channel is not None:
             await self.channel.close(None)
 
     def _call(self, binding: Binding) -> Callable[..., Any]:
@@ -101,13 +100,12 @@ class Gateway:
 
     async def handle(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or f"req-{uuid.uuid4()}"
-        match, path_known = self.router.match(request.method, request.url.path)
+        path = request.scope["path"]
+        match, path_known = self.router.match(request.method, path)
         if match is None:
             status = 405 if path_known else 404
             text = (
-                f"{request.method} is not allowed on {request.url.path}"
-                if path_known
-                else f"no route for {request.method} {request.url.path}"
+                f"{request.method} is not allowed on {path}" if path_known else f"no route for {request.method} {path}"
             )
             return _json(error_body(options_pb2.DIALECT_HYPHEN, status, text), status, {"x-request-id": request_id})
         binding = match.binding
@@ -219,15 +217,50 @@ async def docs(request: Request) -> Response:
     return HTMLResponse(page)
 
 
+class GatewayApp:
+    """The ASGI app: two documentation routes, then the bindings' router (no framework routing per request)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        path = scope["path"]
+        try:
+            if path == "/openapi.json" and request.method == "GET":
+                response = await openapi(request)
+            elif path == "/docs" and request.method == "GET":
+                response = await docs(request)
+            else:
+                response = await self.gateway.handle(request)
+        except Exception:
+            request_id = request.headers.get("x-request-id", "")
+            log.exception("unhandled gateway error on %s %s (request id %s)", request.method, path, request_id)
+            message = (
+                f"internal error; quote request id {request_id} when reporting it" if request_id else ("internal error")
+            )
+            response = _json(error_body(options_pb2.DIALECT_HYPHEN, 500, message), 500)
+        await response(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.gateway.open()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gateway.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
 def create_app(
     grpc_target: str, *, max_body_bytes: int = 4 * 1024 * 1024, services: list[ServiceDescriptor] | None = None
-) -> Starlette:
+) -> GatewayApp:
     """The REST app for the contract's services (or, for tests, the given ones)."""
-    gateway = Gateway(grpc_target, max_body_bytes=max_body_bytes, services=services)
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
-        Route("/{path:path}", gateway.handle, methods=methods),
-    ]
-    return Starlette(routes=routes, lifespan=gateway.lifespan)
+    return GatewayApp(Gateway(grpc_target, max_body_bytes=max_body_bytes, services=services))

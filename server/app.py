@@ -113,7 +113,13 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
         max_body_bytes=settings.max_body_bytes,
     )
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host=settings.host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
     )
     http = QuietServer(config)
     serving = asyncio.create_task(http.serve())

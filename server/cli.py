@@ -16,6 +16,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(serve(settings))
 
 
+def _gateway(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    app = create_app(args.grpc_target, max_body_bytes=settings.max_body_bytes)
+    print(f"Hyphae REST gateway: http://{settings.host}:{settings.http_port} -> gRPC {args.grpc_target}", flush=True)
+    uvicorn.run(
+        app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False, proxy_headers=False
+    )
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> None:
     from server.app import database
     from server.store.db import migrate
@@ -58,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run REST (:3009) and gRPC (:50051), embedded Postgres by default")
     serve.set_defaults(run=_serve)
+    gateway = commands.add_parser("gateway", help="run only the REST gateway, in front of a gRPC server elsewhere")
+    gateway.add_argument("--grpc-target", default="127.0.0.1:50051", help="host:port of the gRPC server")
+    gateway.set_defaults(run=_gateway)
     commands.add_parser("migrate", help="apply database migrations and exit").set_defaults(run=_migrate)
     orgs = commands.add_parser("orgs", help="manage orgs").add_subparsers(dest="orgs_command", required=True)
     create = orgs.add_parser("create", help="create an org and print its first API key")

@@ -103,3 +103,36 @@ def test_orgs_create_prints_a_working_key(data_dir: Path) -> None:
         assert listed.json() == {"workflows": [], "next_page_token": ""}
     finally:
         stop(process)
+
+
+def test_gateway_command_fronts_a_running_server(data_dir: Path) -> None:
+    http_port, grpc_port, gateway_port = free_port(), free_port(), free_port()
+    env = environment(data_dir, http_port, grpc_port)
+    server = start(env, http_port)
+    gateway = subprocess.Popen(
+        [*HYPHAE, "gateway", "--grpc-target", f"127.0.0.1:{grpc_port}"],
+        env={**env, "HYPHAE_HTTP_PORT": str(gateway_port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{gateway_port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        headers = {"X-Org-Id": "split-org"}
+        body = {"name": "via-gateway", "definition": {"actions": []}}
+        assert httpx.post(f"{base}/workflows", json=body, headers=headers).status_code == 201
+        names = [
+            w["name"] for w in httpx.get(f"http://127.0.0.1:{http_port}/workflows", headers=headers).json()["workflows"]
+        ]
+        assert names == ["via-gateway"]
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        gateway.communicate(timeout=30)
+        stop(server)
