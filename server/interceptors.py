@@ -54,11 +54,13 @@ class Gatekeeper(_Interceptor):
         self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
     ) -> Any:
         handler = await continuation(details)
+        if handler is None:  # no such method: grpc answers UNIMPLEMENTED
+            return None
         method: str = details.method
         if method not in self._rules:
             self._rules[method] = method_rule(method)
         rule = self._rules[method]
-        if handler is None or rule is None:
+        if rule is None:
             return handler
         metadata = {key: value for key, value in (details.invocation_metadata or ()) if isinstance(value, str)}
         if handler.unary_unary is not None:

@@ -51,3 +51,14 @@ def test_openapi_document_and_docs_page_are_served(anonymous: httpx.Client) -> N
     page = anonymous.get("/docs")
     assert page.status_code == 200
     assert "/workflows/{id}" in page.text
+
+
+def test_unknown_grpc_method_is_unimplemented(server: ServerInfo) -> None:
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        call = channel.unary_unary("/hyphae.workflows.v1.WorkflowService/NoSuchMethod")
+        try:
+            call(b"", timeout=10)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+        else:
+            raise AssertionError("expected UNIMPLEMENTED")
