@@ -1,6 +1,6 @@
 """GetWorkflow throughput: REST gateway vs direct gRPC, against one `hyphae serve` this script starts itself.
 
-    python3 -m uv run python bench/gateway.py [--seconds 10] [--concurrency 64] [--database-url URL]
+    python3 scripts/uv.py run python bench/gateway.py [--seconds 10] [--concurrency 64] [--database-url URL]
 
 Every side reads the same workflow with `--concurrency` requests in flight from one asyncio client process:
 REST through one aiohttp ClientSession (HTTP/1.1 keep-alive, `--concurrency` connections; httpx's pool costs more CPU
@@ -91,7 +91,7 @@ def hyphae_command(*args: str) -> list[str]:
     found = shutil.which("hyphae")
     if found:
         return [found, *args]
-    return [sys.executable, "-c", "from server.cli import main; main()", *args]
+    return [sys.executable, "-c", "from cli.main import main; main()", *args]
 
 
 @dataclass(frozen=True)
@@ -362,7 +362,7 @@ def section(args: argparse.Namespace, server: Server, totals: dict[str, Tally], 
     return f"""{SECTION_START}
 ## Gateway: GetWorkflow, REST vs direct gRPC
 
-Measured {now} by `python3 -m uv run python bench/gateway.py --seconds {args.seconds:g}`.
+Measured {now} by `python3 scripts/uv.py run python bench/gateway.py --seconds {args.seconds:g}`.
 
 - Machine: {cores} CPUs (nproc), {platform.system()} {platform.machine()}, Python {platform.python_version()}.
   **Client, server and Postgres share these {cores} cores**: the load generator's CPU use comes out of the server's

@@ -7,6 +7,7 @@ server's interceptor (auth, tenancy, limits, idempotency, errors) runs the same 
 from __future__ import annotations
 
 import html
+import importlib.resources
 import json
 import logging
 import uuid
@@ -98,16 +99,18 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def handle(self, request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or f"req-{uuid.uuid4()}"
+    async def handle(self, request: Request, request_id: str) -> Response:
         path = request.scope["path"]
-        match, path_known = self.router.match(request.method, path)
+        # the raw path: the router percent-decodes each segment exactly once
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or path
+        match, allowed = self.router.match(request.method, raw_path)
         if match is None:
-            status = 405 if path_known else 404
-            text = (
-                f"{request.method} is not allowed on {path}" if path_known else f"no route for {request.method} {path}"
-            )
-            return _json(error_body(options_pb2.DIALECT_HYPHEN, status, text), status, {"x-request-id": request_id})
+            if allowed:
+                text = f"{request.method} is not allowed on {path}; use {', '.join(allowed)}"
+                headers = {"x-request-id": request_id, "allow": ", ".join(allowed)}
+                return _json(error_body(options_pb2.DIALECT_HYPHEN, 405, text), 405, headers)
+            text = f"no route for {request.method} {path}"
+            return _json(error_body(options_pb2.DIALECT_HYPHEN, 404, text), 404, {"x-request-id": request_id})
         binding = match.binding
         headers = {"x-request-id": request_id}
         try:
@@ -139,6 +142,8 @@ class Gateway:
                 )
         if "x-request-id" not in request.headers:
             metadata.append(("x-request-id", request_id))
+        if request.client is not None:  # the caller's address, for per-address limits on anonymous calls
+            metadata.append(("x-forwarded-for", request.client.host))
         if binding.server_streaming:
             stream = self._call(binding)(message, metadata=metadata)
             try:
@@ -195,26 +200,43 @@ def _returned(trailers: Any) -> dict[str, str]:
     return {key: str(value) for key, value in (trailers or ()) if key in RETURNED_TRAILERS}
 
 
-async def openapi(request: Request) -> Response:
-    return Response(OPENAPI.read_bytes(), media_type="application/json")
+def load_openapi() -> bytes | None:
+    """The generated OpenAPI document: packaged next to the stubs in a wheel, or generated/ in a checkout."""
+    packaged = importlib.resources.files("hyphae").joinpath("openapi.json")
+    if packaged.is_file():
+        return packaged.read_bytes()
+    return OPENAPI.read_bytes() if OPENAPI.is_file() else None
 
 
-async def docs(request: Request) -> Response:
-    """A dependency-free reference page rendered from the OpenAPI document."""
-    document = json.loads(OPENAPI.read_text())
-    rows = []
-    for path, operations in document.get("paths", {}).items():
-        for verb, operation in operations.items():
-            rows.append(
-                f"<tr><td><b>{verb.upper()}</b></td><td><code>{html.escape(path)}</code></td>"
-                f"<td>{html.escape(operation.get('summary') or operation.get('description') or '')}</td></tr>"
-            )
-    page = (
-        f"<!doctype html><title>Hyphae API</title><h1>{html.escape(document['info']['title'])}</h1>"
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
-        f"<table border=1 cellpadding=4>{''.join(rows)}</table>"
-    )
-    return HTMLResponse(page)
+class Documentation:
+    """/openapi.json and /docs, rendered once at start-up."""
+
+    def __init__(self) -> None:
+        self.document = load_openapi()
+        self.page = self._page(json.loads(self.document)) if self.document else None
+
+    @staticmethod
+    def _page(document: dict[str, Any]) -> str:
+        rows = []
+        for path, operations in document.get("paths", {}).items():
+            for verb, operation in operations.items():
+                rows.append(
+                    f"<tr><td><b>{verb.upper()}</b></td><td><code>{html.escape(path)}</code></td>"
+                    f"<td>{html.escape(operation.get('summary') or operation.get('description') or '')}</td></tr>"
+                )
+        return (
+            f"<!doctype html><title>Hyphae API</title><h1>{html.escape(document['info']['title'])}</h1>"
+            "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
+            f"<table border=1 cellpadding=4>{''.join(rows)}</table>"
+        )
+
+    def respond(self, path: str) -> Response:
+        if self.document is None or self.page is None:
+            message = "the OpenAPI document is missing; regenerate it with `python3 scripts/gen.py`"
+            return _json(error_body(options_pb2.DIALECT_HYPHEN, 404, message), 404)
+        if path == "/docs":
+            return HTMLResponse(self.page)
+        return Response(self.document, media_type="application/json")
 
 
 class GatewayApp:
@@ -222,6 +244,7 @@ class GatewayApp:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.documentation = Documentation()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -231,20 +254,16 @@ class GatewayApp:
             return
         request = Request(scope, receive)
         path = scope["path"]
+        request_id = request.headers.get("x-request-id") or f"req-{uuid.uuid4()}"
         try:
-            if path == "/openapi.json" and request.method == "GET":
-                response = await openapi(request)
-            elif path == "/docs" and request.method == "GET":
-                response = await docs(request)
+            if path in ("/openapi.json", "/docs") and request.method == "GET":
+                response = self.documentation.respond(path)
             else:
-                response = await self.gateway.handle(request)
+                response = await self.gateway.handle(request, request_id)
         except Exception:
-            request_id = request.headers.get("x-request-id", "")
             log.exception("unhandled gateway error on %s %s (request id %s)", request.method, path, request_id)
-            message = (
-                f"internal error; quote request id {request_id} when reporting it" if request_id else ("internal error")
-            )
-            response = _json(error_body(options_pb2.DIALECT_HYPHEN, 500, message), 500)
+            message = f"internal error; quote request id {request_id} when reporting it"
+            response = _json(error_body(options_pb2.DIALECT_HYPHEN, 500, message), 500, {"x-request-id": request_id})
         await response(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

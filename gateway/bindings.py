@@ -41,6 +41,7 @@ class Binding:
     segments: tuple[Segment, ...]
     verb: str = ""
     variables: tuple[str, ...] = field(default=())
+    index: int = 0  # position of this binding's rule in its method's `google.api.http` list (0 = the main rule)
 
     @property
     def grpc_path(self) -> str:
@@ -143,7 +144,7 @@ def bindings_of(services: list[d.ServiceDescriptor]) -> list[Binding]:
     out: list[Binding] = []
     for service in services:
         for method in service.methods:
-            for rule in _rules(method):
+            for index, rule in enumerate(_rules(method)):
                 kind = rule.WhichOneof("pattern")
                 if kind is None:
                     continue
@@ -155,7 +156,9 @@ def bindings_of(services: list[d.ServiceDescriptor]) -> list[Binding]:
                     raise TemplateError(f"{method.full_name}: {http_method} binding must not have a body")
                 segments, verb, variables = parse_template(template)
                 out.append(
-                    Binding(method, http_method, template, rule.body, rule.response_body, segments, verb, variables)
+                    Binding(
+                        method, http_method, template, rule.body, rule.response_body, segments, verb, variables, index
+                    )
                 )
     return sorted(out, key=Binding.specificity)
 
@@ -172,28 +175,39 @@ class Router:
     def __init__(self, bindings: list[Binding]) -> None:
         self.bindings = bindings
 
-    def match(self, http_method: str, path: str) -> tuple[Match | None, bool]:
-        """(match, path_known): path_known tells a 405 from a 404 when there is no match."""
+    def match(self, http_method: str, path: str) -> tuple[Match | None, list[str]]:
+        """The binding for a request, and the HTTP methods the path allows when none matched.
+
+        `path` is the raw request path, still percent-encoded (ASGI `scope["raw_path"].decode("latin-1")`, without
+        the query string), not the decoded `scope["path"]`: segments are split on a literal "/" first, then each
+        is percent-decoded exactly once, so `%2F` stays inside its segment and `%2525` binds `%25`.
+
+        Returns `(match, [])` on a match; `(None, allowed)` otherwise, where `allowed` is the sorted HTTP methods
+        of the bindings whose template matches the path (for a 405 with an `Allow` header), empty when no
+        binding knows the path (a 404).
+        """
         raw = path.rstrip("/") or "/"
-        last = raw.rsplit("/", 1)[-1]
-        parts_all = [p for p in raw.split("/") if p]
-        path_known = False
+        last = raw.rsplit("/", 1)[-1]  # a `:verb` is matched undecoded: `%3A` is data, not a verb separator
+        raw_parts = [p for p in raw.split("/") if p]
+        decoded = [unquote(p) for p in raw_parts]
+        allowed: set[str] = set()
         for binding in self.bindings:
-            parts = parts_all
+            parts = decoded
             if binding.verb:
                 if not last.endswith(":" + binding.verb):
                     continue
-                parts = [*parts_all[:-1], last[: -len(binding.verb) - 1]]
+                parts = [*decoded[:-1], unquote(last[: -len(binding.verb) - 1])]
             params = _match_segments(binding.segments, parts)
             if params is None:
                 continue
-            path_known = True
             if binding.http_method == http_method:
-                return Match(binding, params), True
-        return None, path_known
+                return Match(binding, params), []
+            allowed.add(binding.http_method)
+        return None, sorted(allowed)
 
 
 def _match_segments(segments: tuple[Segment, ...], parts: list[str]) -> dict[str, str] | None:
+    """Bind already-decoded path segments to a template; a `**` run is joined back with "/"."""
     params: dict[str, list[str]] = {}
     i = 0
     for segment in segments:
@@ -206,7 +220,7 @@ def _match_segments(segments: tuple[Segment, ...], parts: list[str]) -> dict[str
         else:
             return None
         if segment.variable is not None:
-            params.setdefault(segment.variable, []).extend(unquote(p) for p in taken)
+            params.setdefault(segment.variable, []).extend(taken)
     if i != len(parts):
         return None
     return {name: "/".join(values) for name, values in params.items()}

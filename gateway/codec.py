@@ -4,7 +4,8 @@
 options in `hyphae/api/v1/options.proto`:
 
 - free-form JSON (`hyphae.api.v1.Json`) is embedded verbatim: integers stay integers, big integers keep their
-  digits, keys keep their order (decoding parses floats as `Decimal` and re-serialises them unchanged);
+  digits, keys keep their order, and every number keeps its spelling (decoding parses floats as `JsonNumber`, a
+  `Decimal` that remembers its source text, and re-serialises that text);
 - field spelling per file (`field_case`) or per field (`wire_name`); input also accepts the proto name and
   the lowerCamel JSON name;
 - enum values by their `value_name` option ("running" rather than "RUN_STATUS_RUNNING");
@@ -19,7 +20,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
+import sys
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -53,6 +56,10 @@ _RANGES = {
     d.FieldDescriptor.TYPE_FIXED64: _UINT64,
 }
 _FLOATS = {d.FieldDescriptor.TYPE_DOUBLE, d.FieldDescriptor.TYPE_FLOAT}
+_FLOAT32_MAX = 3.4028234663852886e38
+# Every integer field fits in 20 digits (2**64 - 1 has 20); longer ones are out of range before any conversion,
+# which matters because int(str) and int(Decimal) are quadratic in the number of digits.
+_MAX_FIELD_DIGITS = 20
 
 
 class WireError(ValueError):
@@ -65,6 +72,22 @@ class WireError(ValueError):
 
 class RawJson(str):
     """JSON text to embed verbatim by `dumps`."""
+
+
+class JsonNumber(Decimal):
+    """A number parsed by `loads`: its exact value as a `Decimal`, and in `text` its spelling in the source.
+
+    `dumps` writes `text` back, so free-form JSON keeps `1e2`, `0.0000001` or `-0.0` as they were sent.
+    Arithmetic on it gives plain `Decimal`s (which `dumps` writes with `str`).
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> JsonNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
 
 
 # --- JSON text -------------------------------------------------------------------------------------------------
@@ -83,11 +106,32 @@ def _reject_constant(name: str) -> Any:
     raise WireError("", f"{name} is not valid JSON")
 
 
+def _parse_float(text: str) -> JsonNumber:
+    try:
+        return JsonNumber(text)
+    except InvalidOperation:  # an exponent beyond what Decimal can hold, e.g. 1e9999999999999999999
+        raise WireError("", f"request body holds a number out of range: {text[:40]}") from None
+
+
+def _parse_int(text: str) -> int | JsonNumber:
+    """Short integers as `int`; long ones (and `-0`) as `JsonNumber`, never through quadratic int(str)."""
+    if len(text) > _MAX_FIELD_DIGITS or text == "-0":
+        return JsonNumber(text)
+    return int(text)
+
+
 def loads(text: str | bytes) -> Any:
-    """Parse JSON exactly: floats as Decimal (keeps their digits), duplicate keys and NaN rejected."""
+    """Parse JSON exactly: numbers keep their digits and spelling, duplicate keys and NaN rejected.
+
+    Floats (and integers of more than 20 digits, and `-0`) become `JsonNumber`, other integers `int`.
+    """
     try:
         return json.loads(
-            text, parse_float=Decimal, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+            text,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
         )
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
@@ -96,6 +140,10 @@ def loads(text: str | bytes) -> Any:
         raise WireError("", "request body is not valid UTF-8") from None
     except RecursionError:
         raise WireError("", "request body nests too deeply") from None
+    except WireError:
+        raise
+    except (ValueError, ArithmeticError):  # e.g. a number too long for int(), whatever the parser hit
+        raise WireError("", "request body holds a number too long to parse") from None
 
 
 def _write(value: Any, out: list[str]) -> None:
@@ -114,7 +162,7 @@ def _write(value: Any, out: list[str]) -> None:
     elif isinstance(value, Decimal):
         if not value.is_finite():
             raise WireError("", "numbers must be finite")
-        out.append(str(value))
+        out.append(value.text if isinstance(value, JsonNumber) else str(value))
     elif isinstance(value, float):
         out.append(
             json.dumps(value)
@@ -332,28 +380,56 @@ def _message_from_wire(value: Any, target: Message, path: str, *, from_text: boo
     if full_name == JSON_MESSAGE:
         if from_text:
             value = loads(value) if isinstance(value, str) and value[:1] in '[{"' else value
+        _check_json_numbers(value, path)
         raw = canonical_json(value)
         _check_unicode(raw, path)
         target.raw = raw  # type: ignore[attr-defined]
         return
     if full_name.startswith("google.protobuf."):
         try:
-            json_format.ParseDict(_plain(value), target)
+            json_format.ParseDict(_plain(value, path), target)
         except json_format.ParseError as exc:
             raise WireError(path, str(exc)) from None
         return
     from_wire(value, target, path)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, path: str) -> Any:
     """Decimal -> float for json_format (only used for well-known types)."""
     if isinstance(value, Decimal):
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise WireError(path, "must hold finite numbers")
+        return number
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, path) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, path) for v in value]
     return value
+
+
+def _check_json_numbers(value: Any, path: str) -> None:
+    """Free-form JSON goes to the server as text, which it parses again: refuse integers it cannot parse."""
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return
+    # (value, trail): the trail is a linked (parent trail, key or index) pair, spelled out only for an error
+    stack: list[tuple[Any, Any]] = [(value, None)]
+    while stack:
+        item, trail = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((child, (trail, str(key))) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, (trail, i)) for i, child in enumerate(item))
+        elif isinstance(item, JsonNumber) and len(item.text) > limit and item.text.lstrip("-").isdigit():
+            pieces: list[str | int] = []
+            while trail is not None:
+                trail, piece = trail
+                pieces.append(piece)
+            where = path
+            for piece in reversed(pieces):
+                where = f"{where}[{piece}]" if isinstance(piece, int) else _join(where, piece)
+            raise WireError(where, f"integer literal has more than {limit} digits")
 
 
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
@@ -374,22 +450,13 @@ def _scalar(field: Field, value: Any, path: str, *, from_text: bool = False) -> 
             return _BOOL_TEXT[value.lower()]
         raise WireError(path, "must be true or false")
     if kind in _RANGES:
-        number = _integer(value, path)
         low, high = _RANGES[kind]
-        if not low <= number <= high:
-            raise WireError(path, f"must be between {low} and {high}")
-        return number
+        return _integer(value, path, low, high)
     if kind in _FLOATS:
-        if isinstance(value, bool):
-            raise WireError(path, "must be a number")
-        if isinstance(value, (int, float, Decimal)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(Decimal(value))
-            except InvalidOperation:
-                pass
-        raise WireError(path, "must be a number")
+        number = _float(value, path)
+        if kind == d.FieldDescriptor.TYPE_FLOAT and abs(number) > _FLOAT32_MAX:
+            raise WireError(path, f"must be between {-_FLOAT32_MAX:g} and {_FLOAT32_MAX:g}")
+        return number
     if kind == d.FieldDescriptor.TYPE_ENUM:
         accepted = _enum_inputs(field.enum_type)
         if isinstance(value, str) and (value in accepted or value.lower() in accepted):
@@ -416,16 +483,53 @@ def _check_unicode(text: str, path: str) -> None:
         raise WireError(path, "must be valid Unicode (it holds a lone surrogate escape)") from None
 
 
-def _integer(value: Any, path: str) -> int:
+def _integer(value: Any, path: str, low: int, high: int) -> int:
+    """An integer within [low, high]; long inputs are refused before int() (quadratic in their digits) runs."""
+    out_of_range = WireError(path, f"must be between {low} and {high}")
     if isinstance(value, bool):
         raise WireError(path, "must be an integer")
     if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, str) and _INT_TEXT.match(value.strip()):
-        return int(value.strip())
-    raise WireError(path, "must be an integer")
+        number = value
+    elif isinstance(value, Decimal) and value.is_finite():
+        if value.is_zero():
+            return 0
+        if value.adjusted() >= _MAX_FIELD_DIGITS:  # at least 10**20: beyond every integer field
+            raise out_of_range
+        if value != value.to_integral_value():
+            raise WireError(path, "must be an integer")
+        number = int(value)
+    elif isinstance(value, str) and _INT_TEXT.match(value.strip()):
+        text = value.strip()
+        if len(text.lstrip("-").lstrip("0")) > _MAX_FIELD_DIGITS:
+            raise out_of_range
+        number = int(text)
+    else:
+        raise WireError(path, "must be an integer")
+    if not low <= number <= high:
+        raise out_of_range
+    return number
+
+
+def _float(value: Any, path: str) -> float:
+    """A finite double from a JSON number or (query, path) text; NaN and infinities in any spelling refused."""
+    if isinstance(value, bool):
+        raise WireError(path, "must be a number")
+    if isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except (InvalidOperation, ValueError):
+            raise WireError(path, "must be a number") from None
+    if isinstance(value, Decimal) and not value.is_finite():  # NaN, sNaN, Infinity; float(sNaN) would raise
+        raise WireError(path, "must be a finite number")
+    if not isinstance(value, (int, float, Decimal)):
+        raise WireError(path, "must be a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the double range
+        raise WireError(path, "must be a finite number") from None
+    if not math.isfinite(number):
+        raise WireError(path, "must be a finite number")
+    return number
 
 
 # --- helpers for the transcoder --------------------------------------------------------------------------------

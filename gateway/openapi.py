@@ -16,7 +16,6 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor as d
 from google.protobuf import descriptor_pb2
 from hyphae.api.v1 import options_pb2
@@ -52,9 +51,13 @@ are returned exactly as sent (number spelling and key order kept).
 /gateway routes, pk_live_... publishable keys for /sdk routes) or, in direct engine mode, `X-Org-Id`. \
 `Idempotency-Key` makes a POST safe to retry; `X-Request-Id` is echoed for tracing.
 
-**Streams.** Server-streaming operations answer `application/x-ndjson` (one `{"result": ...}` object per \
-line, a final `{"error": ...}` line if the stream fails) or, with `Accept: text/event-stream`, \
-server-sent events.
+**Streams.** Server-streaming operations answer server-sent events (`text/event-stream`) by default: the \
+`data` of each event is one streamed message as JSON and, where the operation has a sequence field, its `id` \
+is that message's sequence number, so a client that reconnects with `Last-Event-ID` resumes after the last \
+event it saw. With `Accept: application/x-ndjson` the answer is newline-delimited JSON instead: one message \
+object per line, as is (no wrapper). An error before the first message is an ordinary error response; after \
+it, the stream ends with an `error` event (SSE) or a final `{"error": {...}}` line (NDJSON) holding the error \
+body. Comment lines (SSE) or blank lines (NDJSON) keep idle connections open.
 """
 
 _ERROR_RESPONSES: tuple[tuple[int, str, str], ...] = (
@@ -340,22 +343,16 @@ def _resolve(message: d.Descriptor, dotted: str) -> tuple[list[d.FieldDescriptor
     return chain, ".".join(codec.wire_name(field) for field in chain)
 
 
-def _rule_index(binding: Binding) -> int:
-    """Position of a binding's rule in its method's `google.api.http` list (0 = the main rule)."""
-    options = binding.method.GetOptions()
-    main = options.Extensions[annotations_pb2.http]
-    rules: list[http_pb2.HttpRule] = [main, *main.additional_bindings]
-    for index, rule in enumerate(rules):
-        kind = rule.WhichOneof("pattern")
-        if kind == "custom":
-            http_method, template = rule.custom.kind.upper(), rule.custom.path
-        elif kind is not None:
-            http_method, template = kind.upper(), str(getattr(rule, kind))
-        else:
-            continue
-        if (http_method, template) == (binding.http_method, binding.template):
-            return index
-    raise ValueError(f"{binding.method.full_name}: no rule for {binding.http_method} {binding.template}")
+def _sse_description(binding: Binding) -> str:
+    """What the server-sent events of a streaming operation carry (see `gateway.streaming`)."""
+    rule = binding.rule
+    text = "Server-sent events (the default): the `data` of each event is one streamed message as JSON"
+    if rule.sequence_field:
+        _, wire = _resolve(binding.method.output_type, rule.sequence_field)
+        text += f"; its `id` is the message's `{wire}`"
+        if rule.resume_field:
+            text += ", and a reconnect sending it back as `Last-Event-ID` resumes after that message"
+    return text + ". A failure after the first event comes as an `error` event carrying the error body."
 
 
 class _Operations:
@@ -366,14 +363,13 @@ class _Operations:
         method = binding.method
         service = method.containing_service
         rule = binding.rule
-        index = _rule_index(binding)
         op: Schema = {"tags": [service.name]}
         comment = self.b.comments.get(method.full_name, "")
         if comment:
             op["summary"] = _summary(comment)
             if comment != op["summary"]:
                 op["description"] = comment
-        op["operationId"] = f"{service.name}_{method.name}" + (f"_{index}" if index else "")
+        op["operationId"] = f"{service.name}_{method.name}" + (f"_{binding.index}" if binding.index else "")
         parameters = [*self.path_parameters(binding), *self.query_parameters(binding)]
         if binding.http_method == "POST":
             parameters.append(_ref("parameters", "IdempotencyKey"))
@@ -474,19 +470,21 @@ class _Operations:
         if binding.server_streaming:
             success["description"] = f"{phrase} (streaming responses)"
             success["content"] = {
-                "text/event-stream": {
-                    "schema": {
-                        "type": "string",
-                        "description": "Server-sent events: the data of each event is one streamed answer as "
-                        "JSON (the `result` of the NDJSON form); a failure after the first event "
-                        "comes as an `error` event.",
-                    }
-                },
+                "text/event-stream": {"schema": {"type": "string", "description": _sse_description(binding)}},
                 "application/x-ndjson": {
                     "schema": {
-                        "type": "object",
-                        "description": "One JSON object per line.",
-                        "properties": {"result": schema, "error": _ref("schemas", "Error")},
+                        "description": "With `Accept: application/x-ndjson`: one JSON object per line, each a "
+                        "streamed message as is (no wrapper); a failure after the first message ends the stream "
+                        'with a `{"error": {...}}` line.',
+                        "anyOf": [
+                            schema,
+                            {
+                                "type": "object",
+                                "properties": {"error": _ref("schemas", "Error")},
+                                "required": ["error"],
+                                "additionalProperties": False,
+                            },
+                        ],
                     }
                 },
             }

@@ -69,6 +69,7 @@ async def stream_response(binding: Binding, call: Any, ndjson: bool, headers: di
         first = None
 
     async def body() -> AsyncIterator[str]:
+        pending: asyncio.Future[Message] | None = None
         try:
             if first is not None:
                 yield _frame(binding, first, ndjson)
@@ -88,6 +89,8 @@ async def stream_response(binding: Binding, call: Any, ndjson: bool, headers: di
             if exc.code() != grpc.StatusCode.CANCELLED:
                 yield _error_frame(binding, exc, ndjson)
         finally:
+            if pending is not None:
+                pending.cancel()
             call.cancel()  # the client went away, or we are done: stop the server-side stream
 
     media_type = NDJSON if ndjson else SSE

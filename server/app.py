@@ -1,17 +1,15 @@
-"""Assembles the process: database, gRPC server (services + interceptor + health + reflection) and the
-REST gateway on one event loop. The gateway reaches the services over a loopback gRPC channel."""
+"""Assembles the gRPC side of a process: the database (embedded or external) and the gRPC server (services,
+interceptor, health, reflection). `cli/process.py` puts the REST gateway next to it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import grpc
-import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from hyphae.actions.v1 import action_service_pb2, action_service_pb2_grpc
@@ -21,7 +19,6 @@ from hyphae.system.v1 import system_service_pb2, system_service_pb2_grpc
 from hyphae.workflows.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.app import create_app
 from server.auth import Authenticator
 from server.config import Settings
 from server.crypto import SecretBox
@@ -33,7 +30,9 @@ from server.services.gateway import GatewayService
 from server.services.org_config import OrgConfigService
 from server.services.system import SystemService
 from server.services.workflows import WorkflowService
-from server.store.db import create_engine, ensure_database, migrate
+from server.store import idempotency
+from server.store import org_config as org_config_store
+from server.store.db import connect, create_engine, ensure_database
 
 log = logging.getLogger("hyphae")
 SERVICES = [
@@ -63,14 +62,28 @@ def database(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
-async def build_grpc_server(engine: AsyncEngine, settings: Settings, address: str) -> tuple[grpc.aio.Server, int]:
+async def build_grpc_server(
+    engine: AsyncEngine, settings: Settings, box: SecretBox, address: str
+) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
     limiter = RateLimiter(settings.rate_limit_per_minute)
+    anonymous_limiter = RateLimiter(settings.anonymous_rate_limit_per_minute)
     server = grpc.aio.server(
-        interceptors=[Gatekeeper(authenticator, limiter, engine)],
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)],
+        interceptors=[
+            Gatekeeper(
+                authenticator,
+                limiter,
+                engine,
+                anonymous_limiter=anonymous_limiter,
+                request_hash_key=box.derive(b"idempotency"),
+            )
+        ],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share the traffic
+        ],
     )
-    box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
     system_service_pb2_grpc.add_SystemServiceServicer_to_server(SystemService(engine), server)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)
     action_service_pb2_grpc.add_ActionServiceServicer_to_server(ActionService(engine), server)
@@ -87,72 +100,49 @@ async def build_grpc_server(engine: AsyncEngine, settings: Settings, address: st
     return server, port
 
 
-class QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM and stops gRPC and HTTP together."""
+async def check_secret_keys(engine: AsyncEngine, box: SecretBox) -> None:
+    """Refuse to start when the database holds secrets sealed with a key this process does not have (another
+    server generated its own key file, or HYPHAE_SECRET_KEY differs between servers)."""
+    async with connect(engine) as connection:
+        unknown = await org_config_store.sealing_key_ids(connection) - box.key_ids
+    if unknown:
+        raise ValueError(
+            f"org config in this database is sealed with key id(s) {', '.join(sorted(unknown))}, which this server "
+            "does not have: give every server the same HYPHAE_SECRET_KEY (base64 keys, comma-separated, current first)"
+        )
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+
+async def purge_idempotency_keys(engine: AsyncEngine, every_seconds: float = 600.0) -> None:
+    """Stored Idempotency-Key answers expire; every process purges now and then (the DELETE is idempotent)."""
+    while True:
+        try:
+            async with connect(engine) as connection:
+                await idempotency.purge_expired(connection)
+        except Exception:
+            log.warning("could not purge expired idempotency keys; will retry", exc_info=True)
+        await asyncio.sleep(every_seconds)
 
 
-@dataclass
-class Running:
-    grpc_port: int
-    http_port: int
-    stop: asyncio.Event
+@dataclass(frozen=True)
+class GrpcServing:
+    engine: AsyncEngine
+    port: int
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, database_url: str) -> AsyncIterator[Running]:
-    """Everything up (ports may be 0 = any free port); torn down on exit."""
+async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[GrpcServing]:
+    """The gRPC server up on settings.host:settings.grpc_port (0 = any free port); stopped on exit."""
     engine = create_engine(database_url, pool_size=settings.db_pool_size)
-    grpc_server, grpc_port = await build_grpc_server(engine, settings, f"{settings.host}:{settings.grpc_port}")
-    await grpc_server.start()
-    app = create_app(
-        f"127.0.0.1:{grpc_port}" if settings.host in ("0.0.0.0", "::") else f"{settings.host}:{grpc_port}",
-        max_body_bytes=settings.max_body_bytes,
-    )
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.http_port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        proxy_headers=False,
-    )
-    http = QuietServer(config)
-    serving = asyncio.create_task(http.serve())
-    while not http.started:
-        if serving.done():
-            serving.result()
-            raise OSError(f"cannot listen for HTTP on {settings.host}:{settings.http_port}")
-        await asyncio.sleep(0.02)
-    http_port = http.servers[0].sockets[0].getsockname()[1]
-    stop = asyncio.Event()
     try:
-        yield Running(grpc_port, http_port, stop)
+        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+        await check_secret_keys(engine, box)
+        grpc_server, port = await build_grpc_server(engine, settings, box, f"{settings.host}:{settings.grpc_port}")
+        await grpc_server.start()
+        housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
+        try:
+            yield GrpcServing(engine, port)
+        finally:
+            housekeeping.cancel()
+            await grpc_server.stop(grace=5)
     finally:
-        http.should_exit = True
-        await serving
-        await grpc_server.stop(grace=5)
         await engine.dispose()
-
-
-async def serve(settings: Settings) -> None:
-    """`hyphae serve`: run until SIGINT/SIGTERM, then stop cleanly (the embedded Postgres too)."""
-    with database(settings) as url:
-        await asyncio.to_thread(migrate, url)
-        async with running(settings, url) as up:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, up.stop.set)
-            mode = "embedded Postgres" if settings.embedded else "external Postgres"
-            trust = "X-Org-Id accepted without a key" if settings.trust_org_header else "API keys required"
-            print(
-                f"Hyphae {mode}: REST http://{settings.host}:{up.http_port}  gRPC {settings.host}:{up.grpc_port}"
-                f"  ({trust}; Ctrl-C stops)",
-                flush=True,
-            )
-            await up.stop.wait()
-            print("stopping...", flush=True)

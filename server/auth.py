@@ -27,7 +27,9 @@ from server.store.db import connect
 SECRET_KEY_PREFIX = "sk-hyp-"
 PUBLISHABLE_KEY_PREFIX = "pk_live_"
 MANAGEMENT_TOKEN_PREFIX = "mt-hyp-"
+# The one rule for org ids, whether sent as X-Org-Id or chosen when an org is created.
 ORG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+ORG_ID_RULE = "must be 1-128 letters, digits, '_', '-', '.' or ':', starting with a letter or digit"
 ALLOWED = {
     "full": {options_pb2.ACCESS_READ, options_pb2.ACCESS_WRITE, options_pb2.ACCESS_EXECUTE},
     "read_only": {options_pb2.ACCESS_READ},
@@ -35,6 +37,8 @@ ALLOWED = {
 }
 # Key lookups are cached this long; a revoked key stops working in this process at once, elsewhere within it.
 CACHE_SECONDS = 5.0
+# Bound on cached lookups (unknown tokens included), so a flood of made-up keys cannot grow memory.
+CACHE_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,10 @@ class Principal:
 
     @property
     def scope(self) -> str:
-        """Namespace of idempotency keys."""
-        return self.org_id or (f"account:{self.account_id}" if self.account_id else "public")
+        """Namespace of idempotency keys; the prefixes keep an org named "public" apart from anonymous calls."""
+        if self.org_id:
+            return f"org:{self.org_id}"
+        return f"account:{self.account_id}" if self.account_id else "public"
 
 
 ANONYMOUS = Principal(kind="anonymous")
@@ -88,11 +94,9 @@ class Authenticator:
         self._keys: dict[str, tuple[float, Principal | None]] = {}
         self._known_orgs: set[str] = set()
 
-    def forget(self, key_hash: str | None = None) -> None:
-        if key_hash is None:
-            self._keys.clear()
-        else:
-            self._keys.pop(key_hash, None)
+    def forget(self) -> None:
+        """Drop cached key lookups (after a key is revoked)."""
+        self._keys.clear()
 
     async def authenticate(self, metadata: Mapping[str, str], rule: options_pb2.MethodRule) -> Principal:
         access = rule.access or options_pb2.ACCESS_WRITE
@@ -148,7 +152,7 @@ class Authenticator:
                     "Bearer sk-hyp-... (or set HYPHAE_TRUST_ORG_HEADER=true behind a gateway)"
                 )
             if not ORG_ID.match(org):
-                raise InvalidArgument("X-Org-Id must be 1-128 letters, digits, '_', '-', '.' or ':'", field="X-Org-Id")
+                raise InvalidArgument(ORG_ID_RULE, field="X-Org-Id")
             await self._ensure_org(org)
             return Principal(kind="org_header", org_id=org)
         raise Unauthenticated("missing credentials: send Authorization: Bearer sk-hyp-... or X-Org-Id")
@@ -178,6 +182,8 @@ class Authenticator:
                     if key is not None:
                         found = Principal(kind=key.kind, org_id=key.org_id, key_id=key.id, permissions=key.permissions)
                         await accounts.touch_key(connection, key.id)
+            if len(self._keys) >= CACHE_ENTRIES:
+                self._keys.clear()
             self._keys[digest] = (now + CACHE_SECONDS, found)
         if found is None:
             raise Unauthenticated("invalid or revoked key")

@@ -14,6 +14,9 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 @dataclass(frozen=True)
 class Settings:
     # External Postgres; None means the embedded server under data_dir.
@@ -26,6 +29,8 @@ class Settings:
     trust_org_header: bool
     # Requests per minute per credential (API key, or org in direct mode).
     rate_limit_per_minute: int
+    # Anonymous writes (signup) per minute per client address.
+    anonymous_rate_limit_per_minute: int
     # Largest REST request body accepted (413 above it).
     max_body_bytes: int
     # base64 of a 32-byte AES key for org-config secrets; None means data_dir/secret.key (created on first use).
@@ -39,14 +44,18 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         database_url = os.environ.get("HYPHAE_DATABASE_URL") or None
+        host = os.environ.get("HYPHAE_HOST", "127.0.0.1")
+        # Direct engine mode by default only for a laptop: embedded database and loopback-only listening.
+        local = database_url is None and host in LOOPBACK_HOSTS
         return cls(
             database_url=database_url,
             data_dir=Path(os.environ.get("HYPHAE_DATA_DIR", ".hyphae")).resolve(),
-            host=os.environ.get("HYPHAE_HOST", "127.0.0.1"),
+            host=host,
             http_port=int(os.environ.get("HYPHAE_HTTP_PORT", "3009")),
             grpc_port=int(os.environ.get("HYPHAE_GRPC_PORT", "50051")),
-            trust_org_header=_env_bool("HYPHAE_TRUST_ORG_HEADER", database_url is None),
+            trust_org_header=_env_bool("HYPHAE_TRUST_ORG_HEADER", local),
             rate_limit_per_minute=int(os.environ.get("HYPHAE_RATE_LIMIT_PER_MINUTE", "1200")),
+            anonymous_rate_limit_per_minute=int(os.environ.get("HYPHAE_ANONYMOUS_RATE_LIMIT_PER_MINUTE", "30")),
             max_body_bytes=int(os.environ.get("HYPHAE_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             secret_key=os.environ.get("HYPHAE_SECRET_KEY") or None,
             db_pool_size=int(os.environ.get("HYPHAE_DB_POOL_SIZE", "10")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,16 @@ class SecretBox:
         if not keys or any(len(k) != 32 for k in keys):
             raise ValueError("secret keys must be 32 bytes each")
         self._keys = {self.key_id(k): AESGCM(k) for k in keys}
+        self._current_key = keys[0]
         self.current = self.key_id(keys[0])
+
+    @property
+    def key_ids(self) -> set[str]:
+        return set(self._keys)
+
+    def derive(self, label: bytes) -> bytes:
+        """A sub-key for another purpose (e.g. keyed request hashes), from the current key."""
+        return hmac.new(self._current_key, b"hyphae-derive:" + label, hashlib.sha256).digest()
 
     @staticmethod
     def key_id(key: bytes) -> str:

@@ -49,6 +49,13 @@ class AlreadyExists(HyphaeError):
     reason = "ALREADY_EXISTS"
 
 
+class FailedPrecondition(HyphaeError):
+    """The system is not in a state where the call can work (misconfiguration the operator must fix)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
 class Conflict(HyphaeError):
     """The resource is in a state that forbids the call (answered twice, not waiting, in flight)."""
 

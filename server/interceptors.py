@@ -4,12 +4,15 @@ idempotency and error mapping — in that order, once, for REST (through the gat
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf import descriptor_pool
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 from hyphae.api.v1 import options_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,14 +30,24 @@ Trailers = list[tuple[str, str]]
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def method_rule(method_path: str) -> options_pb2.MethodRule | None:
-    """The MethodRule of "/pkg.Service/Method", or None for methods outside our contract (health, reflection)."""
+@dataclass(frozen=True)
+class MethodPolicy:
+    rule: options_pb2.MethodRule
+    # Its REST binding is a POST: an Idempotency-Key applies, and anonymous callers are rate limited.
+    posts: bool
+
+
+def method_policy(method_path: str) -> MethodPolicy | None:
+    """The policy of "/pkg.Service/Method", or None for methods outside our contract (health, reflection)."""
     name = method_path.lstrip("/").replace("/", ".")
     if not name.startswith("hyphae."):
         return None
     method = descriptor_pool.Default().FindMethodByName(name)
-    rule: options_pb2.MethodRule = method.GetOptions().Extensions[options_pb2.rule]
-    return rule
+    options = method.GetOptions()
+    http = options.Extensions[annotations_pb2.http]
+    pattern = http.WhichOneof("pattern")
+    posts = pattern == "post" or (pattern == "custom" and http.custom.kind.upper() == "POST")
+    return MethodPolicy(options.Extensions[options_pb2.rule], posts)
 
 
 if TYPE_CHECKING:
@@ -44,11 +57,22 @@ else:
 
 
 class Gatekeeper(_Interceptor):
-    def __init__(self, authenticator: auth.Authenticator, limiter: RateLimiter, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        authenticator: auth.Authenticator,
+        limiter: RateLimiter,
+        engine: AsyncEngine,
+        *,
+        anonymous_limiter: RateLimiter,
+        request_hash_key: bytes,
+    ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
+        self.anonymous_limiter = anonymous_limiter
         self.engine = engine
-        self._rules: dict[str, options_pb2.MethodRule | None] = {}
+        # Request hashes are keyed: the stored hash of a request holding a secret must not allow guessing it.
+        self.request_hash_key = request_hash_key
+        self._policies: dict[str, MethodPolicy | None] = {}
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
@@ -57,27 +81,35 @@ class Gatekeeper(_Interceptor):
         if handler is None:  # no such method: grpc answers UNIMPLEMENTED
             return None
         method: str = details.method
-        if method not in self._rules:
-            self._rules[method] = method_rule(method)
-        rule = self._rules[method]
-        if rule is None:
+        if method not in self._policies:
+            self._policies[method] = method_policy(method)
+        policy = self._policies[method]
+        if policy is None:
             return handler
         metadata = {key: value for key, value in (details.invocation_metadata or ()) if isinstance(value, str)}
         if handler.unary_unary is not None:
             return handler._replace(
-                unary_unary=self._unary(handler.unary_unary, method, rule, metadata, handler.response_serializer)
+                unary_unary=self._unary(handler.unary_unary, method, policy, metadata, handler.response_serializer)
             )
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, rule, metadata))
-        return handler
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, policy, metadata))
+        log.error("%s is a client-streaming method, which the gatekeeper cannot guard; refusing it", method)
+        return None
 
     async def _admit(
-        self, request: Message, rule: options_pb2.MethodRule, metadata: dict[str, str], trailers: Trailers
+        self, request: Message, policy: MethodPolicy, metadata: dict[str, str], trailers: Trailers, peer: str
     ) -> auth.Principal:
+        rule = policy.rule
         principal = await self.authenticator.authenticate(metadata, rule)
         auth.current_principal.set(principal)
-        if rule.access != options_pb2.ACCESS_PUBLIC:
-            decision = self.limiter.check(principal.rate_key)
+        limiter, rate_key = self.limiter, principal.rate_key
+        if principal.kind == "anonymous":
+            # Health checks are free; anonymous writes (signup) are limited per client address.
+            limiter, rate_key = self.anonymous_limiter, f"{metadata.get('x-forwarded-for') or peer}"
+            if not policy.posts:
+                rate_key = ""
+        if rate_key:
+            decision = limiter.check(rate_key)
             trailers.extend(decision.headers())
             if not decision.allowed:
                 raise RateLimited(
@@ -91,7 +123,7 @@ class Gatekeeper(_Interceptor):
         self,
         inner: Callable[[Any, Any], Awaitable[Any]],
         method: str,
-        rule: options_pb2.MethodRule,
+        policy: MethodPolicy,
         metadata: dict[str, str],
         serializer: Callable[[Any], bytes],
     ) -> Callable[..., Awaitable[Any]]:
@@ -99,9 +131,9 @@ class Gatekeeper(_Interceptor):
             trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
             failure: HyphaeError | None = None
             try:
-                principal = await self._admit(request, rule, metadata, trailers)
+                principal = await self._admit(request, policy, metadata, trailers, context.peer())
                 key = metadata.get("idempotency-key", "")
-                if key and rule.access != options_pb2.ACCESS_READ:
+                if key and policy.posts:
                     response = await self._idempotent(
                         inner,
                         request,
@@ -110,7 +142,7 @@ class Gatekeeper(_Interceptor):
                         principal.scope,
                         key,
                         serializer,
-                        store_answer=not rule.secret_response,
+                        store_answer=not policy.rule.secret_response,
                     )
                 else:
                     response = await inner(request, context)
@@ -126,13 +158,13 @@ class Gatekeeper(_Interceptor):
         return call
 
     def _stream(
-        self, inner: Callable[[Any, Any], AsyncIterator[Any]], rule: options_pb2.MethodRule, metadata: dict[str, str]
+        self, inner: Callable[[Any, Any], AsyncIterator[Any]], policy: MethodPolicy, metadata: dict[str, str]
     ) -> Callable[..., AsyncIterator[Any]]:
         async def call(request: Message, context: Context) -> AsyncIterator[Any]:
             trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
             failure: HyphaeError | None = None
             try:
-                await self._admit(request, rule, metadata, trailers)
+                await self._admit(request, policy, metadata, trailers, context.peer())
                 async for item in inner(request, context):
                     yield item
                 context.set_trailing_metadata(tuple(trailers))
@@ -163,7 +195,11 @@ class Gatekeeper(_Interceptor):
         Answers holding a secret are not stored (a repeat answers 409), so a key never replays a secret."""
         if len(key) > 255:
             raise InvalidArgument("must be at most 255 characters", field="Idempotency-Key")
-        request_hash = hashlib.sha256(method.encode() + b"\0" + request.SerializeToString(deterministic=True))
+        request_hash = hmac.new(
+            self.request_hash_key,
+            method.encode() + b"\0" + request.SerializeToString(deterministic=True),
+            hashlib.sha256,
+        )
         async with connect(self.engine) as connection:
             claim = await idempotency.claim(connection, scope, key, method, request_hash.hexdigest())
         if not claim.fresh:
@@ -184,8 +220,7 @@ class Gatekeeper(_Interceptor):
                     "secret shown only once, so it is not replayed",
                     reason="IDEMPOTENCY_NOT_REPLAYED",
                 )
-            response_class = type(await _empty_response(method))
-            return response_class.FromString(claim.response)
+            return _response_class(method).FromString(claim.response)
         try:
             response = await inner(request, context)
         except BaseException:
@@ -197,12 +232,9 @@ class Gatekeeper(_Interceptor):
         return response
 
 
-async def _empty_response(method: str) -> Message:
-    from google.protobuf import message_factory
-
+def _response_class(method: str) -> type[Message]:
     name = method.lstrip("/").replace("/", ".")
-    descriptor = descriptor_pool.Default().FindMethodByName(name).output_type
-    return message_factory.GetMessageClass(descriptor)()
+    return message_factory.GetMessageClass(descriptor_pool.Default().FindMethodByName(name).output_type)
 
 
 async def _abort(context: Context, failure: HyphaeError | None, trailers: Trailers) -> None:
@@ -210,6 +242,4 @@ async def _abort(context: Context, failure: HyphaeError | None, trailers: Traile
     trailers.append(("hyphae-reason", failure.reason))
     if isinstance(failure, InvalidArgument) and failure.field:
         trailers.append(("hyphae-field", failure.field))
-    if isinstance(failure, RateLimited):
-        trailers.append(("retry-after", str(failure.retry_after)))
     await context.abort(failure.code, failure.message, trailing_metadata=tuple(trailers))

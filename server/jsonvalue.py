@@ -1,4 +1,4 @@
-"""Free-form JSON values (`hyphae.api.v1.Json`) on the server side: parsed exactly, stored as text."""
+"""Free-form JSON values (`hyphae.api.v1.Json`) on the server side: checked strictly, stored as the exact text."""
 
 from __future__ import annotations
 
@@ -10,15 +10,24 @@ from hyphae.api.v1 import json_pb2
 from server.errors import InvalidArgument
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str) -> Any:
+    """Strict JSON: NaN and Infinity (which Python's json accepts) are refused, as every other JSON reader does."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def parse(value: json_pb2.Json, field: str) -> Any:
     """The parsed value, for checks and domain logic; the exact text stays in `value.raw` for storage.
 
-    InvalidArgument naming `field` if it is not JSON."""
+    InvalidArgument naming `field` if it is not strict JSON."""
     try:
-        return json.loads(value.raw)
+        return loads(value.raw)
     except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"is not valid JSON ({exc})", field=field) from None
 
 
 def of(value: Any) -> json_pb2.Json:
-    return json_pb2.Json(raw=json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+    return json_pb2.Json(raw=json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False))

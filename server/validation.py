@@ -1,5 +1,6 @@
 """Generic request checks driven by the contract, for REST and gRPC callers alike: fields marked REQUIRED
-(google.api.field_behavior) are set, and no string holds a NUL character (Postgres text cannot store one)."""
+(google.api.field_behavior) are set, no string holds a NUL character (Postgres text cannot store one), and every
+free-form `hyphae.api.v1.Json` holds strict JSON (so nothing unreadable is ever stored and served back)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor as d
 from google.protobuf.message import Message
 
+from server import jsonvalue
 from server.errors import InvalidArgument
+
+JSON_MESSAGE = "hyphae.api.v1.Json"
 
 
 def _check_text(value: object, path: str) -> None:
@@ -41,7 +45,10 @@ def check_request(message: Message, prefix: str = "") -> None:
             present = message.HasField(field.name)
             if required and not present:
                 raise InvalidArgument("is required", field=path)
-            if present and not str(field.message_type.full_name).startswith("google.protobuf."):  # type: ignore[union-attr]
+            type_name = str(field.message_type.full_name)  # type: ignore[union-attr]
+            if present and type_name == JSON_MESSAGE:
+                jsonvalue.parse(getattr(message, field.name), path)
+            elif present and not type_name.startswith("google.protobuf."):
                 check_request(getattr(message, field.name), path + ".")
         elif required:
             value = getattr(message, field.name)

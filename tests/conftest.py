@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from server.app import Running, running
+from cli.process import Running, running
 from server.config import Settings
 from server.embedded_pg import EmbeddedPostgres
 from server.store.db import migrate, sqlalchemy_url
@@ -145,6 +145,7 @@ def make_settings(tmp_dir: Path, **overrides: object) -> Settings:
         grpc_port=0,
         trust_org_header=True,
         rate_limit_per_minute=1_000_000,
+        anonymous_rate_limit_per_minute=1_000_000,
         max_body_bytes=4 * 1024 * 1024,
         secret_key=TEST_SECRET_KEY,
         db_pool_size=5,

@@ -48,7 +48,7 @@ export function loadPackageDefinition({ descriptors } = {}) {
   if (!existsSync(googleapis)) {
     throw new Error(
       `Hyphae contract not found: ${descriptorPath} is missing and ${googleapis} is not staged; ` +
-        "run `python3 -m uv run python scripts/gen.py` at the repo root.",
+        "run `python3 scripts/uv.py run python scripts/gen.py` at the repo root.",
     );
   }
   const files = findProtoFiles(join(protoRoot, "hyphae")).map((f) => relative(protoRoot, f));

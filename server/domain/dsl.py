@@ -35,7 +35,9 @@ __all__ = [
     "LOGICAL_OPERATORS",
     "LOOP_MODES",
     "MAX_DEPTH",
+    "MAX_REGEX_LENGTH",
     "MAX_STEPS",
+    "MAX_TIMEZONE_LENGTH",
     "PRIMITIVES",
     "DefinitionError",
     "PathSegment",
@@ -86,10 +88,14 @@ ON_STUCK_KEYS: tuple[str, ...] = ("iterations", "action", "hint")
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SEGMENT_RE = re.compile(r"[\w-]+")
-_INDEX_RE = re.compile(r"0|[1-9][0-9]*")
-_EVERY_RE = re.compile(r"([0-9]+)(m|h|d)")
+_INDEX_RE = re.compile(r"0|[1-9][0-9]{0,17}")  # at most 18 digits: longer runs stay names, never int()
+_EVERY_RE = re.compile(r"([0-9]{1,6})(m|h|d)")
 _AT_RE = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 _CRON_FIELD_RE = re.compile(r"[0-9*/,\-]+")
+MAX_REGEX_LENGTH = 1000
+"""Maximum length of a literal ``matches`` regex (compiling is recursive and super-linear in the pattern)."""
+MAX_TIMEZONE_LENGTH = 64
+"""Longer ``schedule.timezone`` values are refused before the (recursive) tz database lookup."""
 
 
 class DefinitionError(ValueError):
@@ -120,7 +126,7 @@ def parse_path(text: str) -> list[PathSegment]:
     """Parse a dotted context path without ``@`` (``"input.items.0.id"``).
 
     Segments are runs of word characters or ``-``; canonical decimal segments
-    (``0``, ``12``, not ``007``) become ``int`` (array indexes).  The first
+    (``0``, ``12``, not ``007``) of at most 18 digits become ``int`` (array indexes).  The first
     segment must be a name.  Raises ``ValueError`` with a reason otherwise.
     """
     if text == "":
@@ -238,7 +244,11 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True  # math.isfinite() would raise OverflowError on ints beyond the float range
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _is_integer(value: object) -> bool:
@@ -385,11 +395,18 @@ def _condition(condition: object, path: str) -> None:
             raise DefinitionError(f"{here}[1]", f"the regex of 'matches' must be a string, got {_type_name(pattern)}")
         if pattern.startswith("@"):
             _check_string(pattern, f"{here}[1]")
+        elif len(pattern) > MAX_REGEX_LENGTH:
+            raise DefinitionError(
+                f"{here}[1]", f"the regex of 'matches' is too long: at most {MAX_REGEX_LENGTH} characters"
+            )
         else:
             try:
                 re.compile(pattern)
-            except re.error as exc:
-                raise DefinitionError(f"{here}[1]", f"invalid regular expression {_short(pattern)!r}: {exc}") from None
+            except (re.error, RecursionError, OverflowError, ValueError) as exc:
+                reason = exc if isinstance(exc, re.error) else "too complex (nested too deeply or too large)"
+                raise DefinitionError(
+                    f"{here}[1]", f"invalid regular expression {_short(pattern)!r}: {reason}"
+                ) from None
     elif operator in ("and", "or"):
         if not isinstance(argument, list) or not argument:
             raise DefinitionError(here, f"{operator!r} takes a non-empty list of conditions")
@@ -442,7 +459,9 @@ def _schedule(schedule: object, path: str) -> None:
         match = _EVERY_RE.fullmatch(every) if isinstance(every, str) else None
         if match is None:
             raise DefinitionError(
-                where, f'\'every\' must look like "30m", "6h" or "1d", got {_short(json.dumps(every))}'
+                where,
+                f'\'every\' must look like "30m", "6h" or "1d" (a number of at most 6 digits, then m, h or d), '
+                f"got {_short(json.dumps(every))}",
             )
         if int(match.group(1)) == 0:
             raise DefinitionError(where, "'every' must be a positive interval")
@@ -470,8 +489,10 @@ def _schedule(schedule: object, path: str) -> None:
         if not isinstance(timezone, str):
             raise DefinitionError(where, f"'timezone' must be an IANA name string, got {_type_name(timezone)}")
         try:
+            if len(timezone) > MAX_TIMEZONE_LENGTH:
+                raise ValueError("too long")
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError, RecursionError):
             raise DefinitionError(
                 where, f'unknown timezone {_short(timezone)!r} (expected an IANA name like "Europe/London")'
             ) from None

@@ -16,8 +16,9 @@ from server.services import Context, timestamp
 from server.store import TenantRepository, accounts
 from server.store.db import connect
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-ORG_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+MAX_EMAIL = 254
+MAX_NAME = 200
 PERMISSIONS = {
     account_pb2.KEY_PERMISSIONS_UNSPECIFIED: "full",
     account_pb2.KEY_PERMISSIONS_FULL: "full",
@@ -30,6 +31,15 @@ PERMISSION_ENUM = {
     "execute_only": account_pb2.KEY_PERMISSIONS_EXECUTE_ONLY,
 }
 KIND_ENUM = {"secret": account_pb2.KEY_KIND_SECRET, "publishable": account_pb2.KEY_KIND_PUBLISHABLE}
+KINDS = {
+    account_pb2.KEY_KIND_UNSPECIFIED: "secret",
+    account_pb2.KEY_KIND_SECRET: "secret",
+    account_pb2.KEY_KIND_PUBLISHABLE: "publishable",
+}
+
+
+def account_proto(row: Any) -> account_pb2.Account:
+    return account_pb2.Account(id=row.id, email=row.email, name=row.name, created_at=timestamp(row.created_at))
 
 
 def org_proto(row: Any) -> account_pb2.Org:
@@ -69,8 +79,10 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
 
     async def Signup(self, request: pb.SignupRequest, context: Context) -> pb.SignupResponse:
         email = request.email.strip().lower()
-        if not EMAIL.match(email):
-            raise InvalidArgument("must be an email address", field="email")
+        if len(email) > MAX_EMAIL or not EMAIL.match(email):
+            raise InvalidArgument(f"must be an email address of at most {MAX_EMAIL} characters", field="email")
+        if len(request.name) > MAX_NAME:
+            raise InvalidArgument(f"must be at most {MAX_NAME} characters", field="name")
         name = request.name.strip() or email
         token, digest, _ = auth.new_secret(auth.MANAGEMENT_TOKEN_PREFIX)
         async with connect(self.engine) as connection:
@@ -78,9 +90,7 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
             org = await accounts.create_org(connection, org_id=new_id("org"), name=name, account_id=account.id)
             key = await create_key(TenantRepository(connection, org.id), label="default", permissions="full")
         return pb.SignupResponse(
-            account=account_pb2.Account(
-                id=account.id, email=account.email, name=account.name, created_at=timestamp(account.created_at)
-            ),
+            account=account_proto(account),
             org=org_proto(org),
             management_token=token,
             api_key=key,
@@ -92,9 +102,7 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
             account = await accounts.account(connection, account_id)
             orgs = await accounts.account_orgs(connection, account_id)
         return pb.GetAccountResponse(
-            account=account_pb2.Account(
-                id=account.id, email=account.email, name=account.name, created_at=timestamp(account.created_at)
-            ),
+            account=account_proto(account),
             orgs=[org_proto(row) for row in orgs],
         )
 
@@ -104,8 +112,10 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
         return pb.ListOrgsResponse(orgs=[org_proto(row) for row in orgs])
 
     async def CreateOrg(self, request: pb.CreateOrgRequest, context: Context) -> pb.CreateOrgResponse:
-        if request.id and not ORG_ID.match(request.id):
-            raise InvalidArgument("must be 2-63 lowercase letters, digits, '-' or '_'", field="id")
+        if request.id and not auth.ORG_ID.match(request.id):
+            raise InvalidArgument(auth.ORG_ID_RULE, field="id")
+        if not request.name.strip() or len(request.name) > MAX_NAME:
+            raise InvalidArgument(f"must be 1-{MAX_NAME} characters", field="name")
         async with connect(self.engine) as connection:
             org = await accounts.create_org(
                 connection,
@@ -128,6 +138,7 @@ class GatewayService(gateway_service_pb2_grpc.GatewayServiceServicer):
                 TenantRepository(connection, request.org_id),
                 label=request.label,
                 permissions=PERMISSIONS[request.permissions],
+                kind=KINDS[request.kind],
             )
         return pb.CreateApiKeyResponse(api_key=key)
 

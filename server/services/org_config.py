@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from hyphae.api.v1 import json_pb2
 from hyphae.orgs.v1 import org_config_pb2, org_config_service_pb2_grpc
 from hyphae.orgs.v1 import org_config_service_pb2 as pb
@@ -13,17 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
 from server.crypto import Sealed, SecretBox
-from server.errors import InvalidArgument
+from server.errors import FailedPrecondition, InvalidArgument
 from server.services import Context, timestamp
 from server.store import org_config as store
 from server.store import pagination, tenant
 
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
-SECRET_PREFIXES = ("api:", "db:", "oauth:", "secret:")
+# Keys under these prefixes are plain configuration, returned as stored; every other key is a secret.
+PLAIN_PREFIXES = ("settings:", "config:")
 
 
 def is_secret(key: str) -> bool:
-    return key.startswith(SECRET_PREFIXES)
+    return not key.startswith(PLAIN_PREFIXES)
 
 
 def redact(raw: str) -> str:
@@ -44,7 +46,13 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
         self.box = box
 
     def _entry(self, row: Any, org_id: str) -> org_config_pb2.OrgConfigEntry:
-        raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), _context(org_id, row.key)).decode()
+        try:
+            raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), _context(org_id, row.key)).decode()
+        except (KeyError, InvalidTag):
+            raise FailedPrecondition(
+                f"org config key {row.key!r} cannot be decrypted with this server's keys; give every server the same "
+                "HYPHAE_SECRET_KEY, or set the value again"
+            ) from None
         secret = is_secret(row.key)
         value = jsonvalue.of(redact(raw)) if secret else json_pb2.Json(raw=raw)
         return org_config_pb2.OrgConfigEntry(
@@ -62,7 +70,10 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
             )
         value = jsonvalue.parse(request.value, "value")
         if is_secret(request.key) and not isinstance(value, str):
-            raise InvalidArgument(f"must be a string for secret keys ({', '.join(SECRET_PREFIXES)})", field="value")
+            raise InvalidArgument(
+                f"must be a string: secrets are strings (JSON values are allowed under {', '.join(PLAIN_PREFIXES)})",
+                field="value",
+            )
         org_id = auth.org_id()
         sealed = self.box.seal(request.value.raw.encode(), _context(org_id, request.key))
         async with tenant(self.engine, org_id) as repo:

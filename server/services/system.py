@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from hyphae.system.v1 import system_service_pb2 as pb
 from hyphae.system.v1 import system_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -10,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import __version__
 from server.errors import Unavailable
 from server.services import Context
-from server.store.db import connect
+from server.store.db import ping
 
 
 class SystemService(system_service_pb2_grpc.SystemServiceServicer):
@@ -22,8 +21,7 @@ class SystemService(system_service_pb2_grpc.SystemServiceServicer):
 
     async def GetReadiness(self, request: pb.GetReadinessRequest, context: Context) -> pb.GetReadinessResponse:
         try:
-            async with connect(self.engine) as connection:
-                await connection.execute(sa.text("SELECT 1"))
+            await ping(self.engine)
         except Exception as exc:
             raise Unavailable(f"postgres is not reachable: {type(exc).__name__}") from None
         return pb.GetReadinessResponse(status="ready", checks={"postgres": "ok"})

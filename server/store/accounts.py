@@ -1,4 +1,8 @@
-"""Accounts, orgs and API keys: the rows authentication reads before any tenant is known."""
+"""Accounts, orgs and API keys: the rows authentication reads before any tenant is known.
+
+`key_by_hash` and `touch_key` are the one deliberate exception to the tenancy filter: a key is how the org is
+found, so it is looked up by its hash across orgs (and nothing of the row is returned to the caller but its org).
+Everything else on api_keys goes through TenantRepository."""
 
 from __future__ import annotations
 

@@ -48,8 +48,7 @@ async def update(repo: TenantRepository, action_id: str, *, action_name: str, ki
 
 
 async def names(repo: TenantRepository) -> set[str]:
-    result = await repo.connection.execute(sa.select(actions.c.action_name).where(actions.c.org_id == repo.org_id))
-    return {row.action_name for row in result}
+    return {str(name) for name in await repo.scalars(actions.c.action_name)}
 
 
 async def page(

@@ -27,8 +27,14 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    # hide_parameters: errors and logs never carry bound values (emails, token hashes, sealed secrets).
     return create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        hide_parameters=True,
     )
 
 
@@ -55,7 +61,7 @@ def ensure_database(url: str, name: str) -> str:
     with engine.connect() as connection:
         exists = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
         if not exists:
-            with contextlib.suppress(sa.exc.ProgrammingError):  # created concurrently
+            with contextlib.suppress(sa.exc.ProgrammingError, sa.exc.IntegrityError):  # created concurrently
                 connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return str(sa.engine.make_url(sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False))
@@ -75,3 +81,9 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         ):
             raise Unavailable("the database is unreachable; retry shortly") from exc
         raise
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database (readiness)."""
+    async with connect(engine) as connection:
+        await connection.execute(sa.text("SELECT 1"))

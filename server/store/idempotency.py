@@ -37,11 +37,23 @@ async def claim(connection: AsyncConnection, scope: str, key: str, method: str, 
         set_={"method": method, "request_hash": request_hash, "response": None, "created_at": sa.func.now()},
         where=stale,
     )
-    inserted = (await connection.execute(statement.returning(table.c.key))).first()
-    if inserted is not None:
-        return Claim(fresh=True)
-    row = (await connection.execute(sa.select(table).where(table.c.scope == scope, table.c.key == key))).one()
-    return Claim(fresh=False, method=row.method, request_hash=row.request_hash, response=row.response)
+    for _ in range(3):
+        inserted = (await connection.execute(statement.returning(table.c.key))).first()
+        if inserted is not None:
+            return Claim(fresh=True)
+        row = (await connection.execute(sa.select(table).where(table.c.scope == scope, table.c.key == key))).first()
+        if row is not None:
+            return Claim(fresh=False, method=row.method, request_hash=row.request_hash, response=row.response)
+        # released by its first caller between our insert and our read: try again
+    raise RuntimeError("idempotency key kept changing under a concurrent caller")
+
+
+async def purge_expired(connection: AsyncConnection) -> int:
+    """Drop answers older than RETENTION (called periodically by the server)."""
+    result = await connection.execute(
+        sa.delete(idempotency_keys).where(idempotency_keys.c.created_at < sa.func.now() - RETENTION)
+    )
+    return int(result.rowcount)
 
 
 async def complete(connection: AsyncConnection, scope: str, key: str, response: bytes) -> None:

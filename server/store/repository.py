@@ -28,6 +28,12 @@ class TenantRepository:
     def select(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.Select[Any]:
         return sa.select(table).where(table.c.org_id == self.org_id, *where)
 
+    async def scalars(self, column: sa.Column[Any]) -> list[Any]:
+        """One column of every row of the org."""
+        table = column.table
+        result = await self.connection.execute(sa.select(column).where(table.c.org_id == self.org_id))
+        return list(result.scalars())
+
     async def insert(self, table: sa.Table, values: dict[str, Any]) -> sa.Row[Any]:
         result = await self.connection.execute(sa.insert(table).values(org_id=self.org_id, **values).returning(table))
         row: sa.Row[Any] = result.one()

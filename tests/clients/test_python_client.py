@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from hyphae_client import HyphaeClient, HyphaeError, Workflow, from_json, to_json
 
+from hyphae_client import HyphaeClient, HyphaeError, Workflow, from_json, to_json
 from tests.conftest import ServerInfo
 
 BIG = 2**60

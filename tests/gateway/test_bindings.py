@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.api import annotations_pb2
 from google.protobuf import descriptor as d
 
 from gateway.bindings import Binding, Router, TemplateError, bindings_of, collisions, load_services, parse_template
@@ -85,7 +86,71 @@ def test_templates_with_patterns_verbs_and_double_wildcards(bindings: list[Bindi
     assert match is not None and match.path_params == {"name": "docs/a/b c.txt"}
     match, _ = router.match("POST", "/runs/r1:cancel")
     assert match is not None and match.path_params == {"run_id": "r1"}
-    assert router.match("POST", "/runs/r1") == (None, True)
+    assert router.match("POST", "/runs/r1") == (None, ["GET"])
+
+
+def test_raw_path_segments_are_decoded_exactly_once(bindings: list[Binding]) -> None:
+    fake = _fake(
+        bindings,
+        [
+            ("GET", "/workflows/{id}"),
+            ("GET", "/files/{name=docs/**}"),
+            ("POST", "/runs/{run_id}:cancel"),
+            ("GET", "/runs/{run_id}"),
+        ],
+    )
+    router = Router(fake)
+    cases = {
+        "/workflows/abc%2525": ("/workflows/{id}", {"id": "abc%25"}),  # %25 -> "%": "%2525" binds "%25", not "%"
+        "/workflows/abc%25": ("/workflows/{id}", {"id": "abc%"}),
+        "/workflows/a%2Fb": ("/workflows/{id}", {"id": "a/b"}),  # an encoded slash stays inside its segment
+        "/workflows/caf%C3%A9%20x": ("/workflows/{id}", {"id": "café x"}),
+        "/%77orkflows/w1": ("/workflows/{id}", {"id": "w1"}),  # literal segments compare decoded
+        "/files/docs/a/b%20c.txt": ("/files/{name=docs/**}", {"name": "docs/a/b c.txt"}),
+        "/files/docs/a%2Fb/c%2525": ("/files/{name=docs/**}", {"name": "docs/a/b/c%25"}),
+        "/runs/r%2525:cancel": ("/runs/{run_id}:cancel", {"run_id": "r%25"}),
+        "/runs/r1%3Acancel": ("/runs/{run_id}", {"run_id": "r1:cancel"}),  # an encoded ":" is no verb separator
+    }
+    for raw_path, (template, params) in cases.items():
+        method = "POST" if template.endswith(":cancel") else "GET"
+        match, allowed = router.match(method, raw_path)
+        assert match is not None and allowed == [], raw_path
+        assert (match.binding.template, match.path_params) == (template, params), raw_path
+    assert router.match("GET", "/workflows/a%2Fb/c") == (None, [])  # two raw segments: no such route
+
+
+def test_allowed_methods_of_a_known_path(bindings: list[Binding]) -> None:
+    fake = _fake(
+        bindings,
+        [
+            ("GET", "/workflows/{id}"),
+            ("DELETE", "/workflows/{id}"),
+            ("PUT", "/workflows/{id}"),
+            ("POST", "/workflows"),
+            ("GET", "/workflows/runs"),
+            ("POST", "/runs/{run_id}:cancel"),
+        ],
+    )
+    router = Router(fake)
+    assert router.match("PATCH", "/workflows/w1") == (None, ["DELETE", "GET", "PUT"])
+    assert router.match("POST", "/workflows/runs") == (None, ["DELETE", "GET", "PUT"])  # {id} matches "runs" too
+    assert router.match("GET", "/workflows") == (None, ["POST"])
+    assert router.match("GET", "/workflows/") == (None, ["POST"])
+    assert router.match("GET", "/runs/r1:cancel") == (None, ["POST"])
+    assert router.match("GET", "/nowhere") == (None, [])
+    assert router.match("GET", "/workflows/a/b") == (None, [])
+    match, allowed = router.match("DELETE", "/workflows/w1")
+    assert match is not None and match.binding.http_method == "DELETE" and allowed == []
+
+
+def test_binding_index_is_the_position_of_its_rule(bindings: list[Binding]) -> None:
+    for binding in bindings:
+        main = binding.method.GetOptions().Extensions[annotations_pb2.http]
+        rule = [main, *main.additional_bindings][binding.index]
+        kind = rule.WhichOneof("pattern")
+        assert kind is not None
+        template = rule.custom.path if kind == "custom" else getattr(rule, kind)
+        assert template == binding.template, binding.method.full_name
 
 
 def test_same_shape_is_reported_as_a_collision(bindings: list[Binding]) -> None:

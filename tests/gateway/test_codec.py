@@ -71,3 +71,104 @@ def test_output_only_fields_are_ignored_on_input() -> None:
     workflow = workflow_pb2.Workflow()
     codec.from_wire({"id": "wfl-x", "version": 9, "name": "n"}, workflow)
     assert (workflow.id, workflow.version, workflow.name) == ("", 0, "n")
+
+
+def test_number_spelling_round_trips_byte_for_byte() -> None:
+    text = '{"a":0.0000001,"b":1e2,"c":2E-3,"d":-0.0,"e":1.50,"f":12345678901234567890.123456789}'
+    assert codec.canonical_json(codec.loads(text)) == text
+    assert codec.dumps(codec.loads(text)) == text
+    workflow = workflow_pb2.Workflow()
+    codec.from_wire(codec.loads('{"name":"n","definition":' + text + "}"), workflow)
+    assert workflow.definition.raw == text
+
+
+def test_integer_spelling_round_trips_too() -> None:
+    text = "[-0,0,7,123456789012345678901234567890,-99999999999999999999999]"
+    parsed = codec.loads(text)
+    assert codec.dumps(parsed) == text
+    assert parsed[2] == 7 and type(parsed[2]) is int
+    assert parsed[3] == 123456789012345678901234567890  # a JsonNumber: a Decimal, never int(str) on long text
+
+
+def test_json_numbers_are_decimals_and_plain_decimals_still_print() -> None:
+    number = codec.loads("1.50")
+    assert isinstance(number, codec.JsonNumber) and number.text == "1.50" and number == Decimal("1.5")
+    assert codec.dumps([Decimal("1.50") + 1, Decimal("1E+2")]) == "[2.50,1E+2]"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("9" * 5000, None),  # kept as a JsonNumber: no int() on it
+        ("[" + "1" * 5000 + "]", None),
+        ("1e9999999999999999999", "number out of range"),
+    ],
+)
+def test_loads_survives_extreme_numbers(text: str, fragment: str | None) -> None:
+    if fragment is None:
+        codec.loads(text)
+    else:
+        with pytest.raises(codec.WireError, match=fragment):
+            codec.loads(text)
+
+
+def test_loads_turns_any_value_error_into_a_wire_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(text: str) -> int:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    monkeypatch.setattr(codec, "_parse_int", boom)
+    with pytest.raises(codec.WireError, match="number too long to parse"):
+        codec.loads("[1]")
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "fragment"),
+    [
+        ('{"timeout_ms": 1e700000}', "timeout_ms", "must be between -2147483648 and 2147483647"),
+        ('{"timeout_ms": -1e700000}', "timeout_ms", "must be between"),
+        ('{"timeout_ms": ' + "9" * 5000 + "}", "timeout_ms", "must be between"),
+        ('{"timeout_ms": "' + "9" * 5000 + '"}', "timeout_ms", "must be between"),
+        ('{"timeout_ms": 1e-700000}', "timeout_ms", "must be an integer"),
+        ('{"temperature": "sNaN"}', "temperature", "must be a finite number"),
+        ('{"temperature": "-nan"}', "temperature", "must be a finite number"),
+        ('{"temperature": "Infinity"}', "temperature", "must be a finite number"),
+        ('{"temperature": "-inf"}', "temperature", "must be a finite number"),
+        ('{"temperature": 1e400}', "temperature", "must be a finite number"),
+        ('{"temperature": ' + "9" * 5000 + "}", "temperature", "must be a finite number"),
+        ('{"temperature": "1e9999999999999999999"}', "temperature", "must be a number"),
+        ('{"temperature": "warm"}', "temperature", "must be a number"),
+    ],
+)
+def test_extreme_numbers_are_wire_errors(body: str, path: str, fragment: str) -> None:
+    with pytest.raises(codec.WireError) as raised:
+        codec.from_wire(codec.loads(body), action_pb2.Action())
+    assert raised.value.path == path
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0e700000", 0), ("-0", 0), ("1.000", 1), ("12e2", 1200)])
+def test_integral_decimals_are_accepted(value: str, expected: int) -> None:
+    action = action_pb2.Action()
+    codec.from_wire(codec.loads('{"timeout_ms": ' + value + "}"), action)
+    assert action.timeout_ms == expected
+
+
+def test_text_numbers_from_query_strings() -> None:
+    action = action_pb2.Action()
+    field = action.DESCRIPTOR.fields_by_name
+    codec.set_field(action, field["timeout_ms"], " 0000000000000000000000000042 ", "timeout_ms", from_text=True)
+    codec.set_field(action, field["temperature"], "0.5", "temperature", from_text=True)
+    assert (action.timeout_ms, action.temperature) == (42, 0.5)
+    with pytest.raises(codec.WireError, match="must be a finite number"):
+        codec.set_field(action, field["temperature"], "NaN", "temperature", from_text=True)
+
+
+def test_free_form_integers_the_server_cannot_parse_are_refused_by_path() -> None:
+    body = '{"name":"n","definition":{"actions":[],"metadata":{"x":[1,' + "9" * 5000 + "]}}}"
+    with pytest.raises(codec.WireError) as raised:
+        codec.from_wire(codec.loads(body), workflow_pb2.Workflow())
+    assert raised.value.path == "definition.metadata.x[1]"
+    assert "more than 4300 digits" in str(raised.value)
+    workflow = workflow_pb2.Workflow()
+    codec.from_wire(codec.loads('{"definition":{"x":' + "9" * 4300 + "}}"), workflow)
+    assert workflow.definition.raw == '{"x":' + "9" * 4300 + "}"

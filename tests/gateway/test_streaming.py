@@ -17,8 +17,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from hyphae.api.v1 import options_pb2
 
+from cli.process import QuietServer
 from gateway.app import create_app
-from server.app import QuietServer
 
 PACKAGE = "hyphae_stream_test.v1"
 

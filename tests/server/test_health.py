@@ -55,7 +55,11 @@ def test_openapi_document_and_docs_page_are_served(anonymous: httpx.Client) -> N
 
 def test_unknown_grpc_method_is_unimplemented(server: ServerInfo) -> None:
     with grpc.insecure_channel(server.grpc_target) as channel:
-        call = channel.unary_unary("/hyphae.workflows.v1.WorkflowService/NoSuchMethod")
+        call = channel.unary_unary(
+            "/hyphae.workflows.v1.WorkflowService/NoSuchMethod",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
         try:
             call(b"", timeout=10)
         except grpc.RpcError as exc:

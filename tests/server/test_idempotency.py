@@ -109,10 +109,22 @@ def test_same_key_on_another_method_is_unprocessable(api: httpx.Client) -> None:
     created = post(api, key, workflow_body())
     assert created.status_code == 201, created.text
 
-    deleted = api.delete(f"/workflows/{created.json()['id']}", headers={"Idempotency-Key": key})
+    action = api.post(
+        "/actions", json={"action_name": "other", "kind": "custom-table"}, headers={"Idempotency-Key": key}
+    )
 
-    assert_error(deleted, 422, "Unprocessable Entity", "Idempotency-Key")
-    assert workflow_ids(api) == [created.json()["id"]]
+    assert_error(action, 422, "Unprocessable Entity", "Idempotency-Key")
+    assert api.get("/actions").json()["actions"] == []
+
+
+def test_idempotency_key_on_a_read_or_delete_is_ignored(api: httpx.Client) -> None:
+    key = new_key()
+    created = post(api, key, workflow_body())
+    assert api.get("/health", headers={"Idempotency-Key": key}).status_code == 200
+    assert api.get("/health/ready", headers={"Idempotency-Key": key}).status_code == 200
+    deleted = api.delete(f"/workflows/{created.json()['id']}", headers={"Idempotency-Key": key})
+    assert deleted.status_code == 200
+    assert workflow_ids(api) == []
 
 
 def test_another_key_creates_another_resource(api: httpx.Client) -> None:

@@ -55,3 +55,27 @@ def test_delete_config_key(api: httpx.Client) -> None:
     api.post("/org-config", json={"key": "settings:x", "value": 1})
     assert api.delete("/org-config/settings:x").json() == {"key": "settings:x", "deleted": True}
     assert api.delete("/org-config/settings:x").status_code == 404
+
+
+def test_keys_without_a_known_prefix_are_secrets_too(api: httpx.Client) -> None:
+    stored = api.post("/org-config", json={"key": "openai_key", "value": "sk-proj-unprefixed-secret"})
+    assert stored.json()["value"] == "sk-p****"
+    assert "unprefixed" not in api.get("/org-config").text
+
+
+def test_config_values_must_be_strict_json_over_grpc(server: ServerInfo, org: str) -> None:
+    import grpc
+    from hyphae.api.v1 import json_pb2
+    from hyphae.orgs.v1 import org_config_service_pb2, org_config_service_pb2_grpc
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = org_config_service_pb2_grpc.OrgConfigServiceStub(channel)
+        for raw in ("NaN", "this is not json", ""):
+            request = org_config_service_pb2.SetOrgConfigRequest(key="settings:x", value=json_pb2.Json(raw=raw))
+            try:
+                stub.SetOrgConfig(request, metadata=(("x-org-id", org),), timeout=10)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert (exc.details() or "").startswith("value")
+            else:
+                raise AssertionError(f"{raw!r} was accepted")

@@ -822,6 +822,18 @@ INVALID: list[tuple[str, Any, str, str]] = [
         "invalid regular expression '[a-z'",
     ),
     (
+        "regex-nested-too-deeply",
+        wf(cond({"matches": ["@input.email", "(" * 900]})),
+        "definition.actions[0].filter.condition.matches[1]",
+        "too complex",
+    ),
+    (
+        "regex-too-long",
+        wf(cond({"matches": ["@input.email", "(" * 3000]})),
+        "definition.actions[0].filter.condition.matches[1]",
+        "too long: at most 1000 characters",
+    ),
+    (
         "filter-without-condition",
         wf(step(filter={})),
         "definition.actions[0].filter.condition",
@@ -880,6 +892,13 @@ INVALID: list[tuple[str, Any, str, str]] = [
     ("schedule-bad-every", wf(schedule={"every": "2w"}), "definition.schedule.every", "must look like"),
     ("schedule-zero-every", wf(schedule={"every": "0h"}), "definition.schedule.every", "positive"),
     (
+        "schedule-every-too-many-digits",
+        wf(schedule={"every": "9" * 5000 + "m"}),
+        "definition.schedule.every",
+        "at most 6 digits",
+    ),
+    ("schedule-every-7-digits", wf(schedule={"every": "1000000h"}), "definition.schedule.every", "at most 6 digits"),
+    (
         "schedule-at-with-6h",
         wf(schedule={"every": "6h", "at": "02:00"}),
         "definition.schedule.at",
@@ -891,6 +910,18 @@ INVALID: list[tuple[str, Any, str, str]] = [
         wf(schedule={"every": "1d", "timezone": "Mars/Olympus_Mons"}),
         "definition.schedule.timezone",
         "unknown timezone 'Mars/Olympus_Mons'",
+    ),
+    (
+        "schedule-timezone-deep-path",
+        wf(schedule={"every": "1d", "timezone": "a/" * 3000 + "b"}),
+        "definition.schedule.timezone",
+        "unknown timezone",
+    ),
+    (
+        "schedule-timezone-directory",
+        wf(schedule={"every": "1d", "timezone": "America"}),
+        "definition.schedule.timezone",
+        "unknown timezone",
     ),
     ("schedule-cron-fields", wf(schedule={"cron": "0 2 * *"}), "definition.schedule.cron", "5 fields"),
     (
@@ -1097,6 +1128,12 @@ INVALID: list[tuple[str, Any, str, str]] = [
         "too many steps",
     ),
     (
+        "int-beyond-float-range",
+        wf(step("matcher", properties={**MATCHER_OK, "tolerance": -(10**400)})),
+        "definition.actions[0].properties.tolerance",
+        "'tolerance' must be a number >= 0",
+    ),
+    (
         "not-json",
         wf(step(properties={"when": {1, 2}})),
         "definition.actions[0].properties.when",
@@ -1224,6 +1261,25 @@ def test_parse_path() -> None:
     assert parse_path("claim.a.claim_id") == ["claim", "a", "claim_id"]
     with pytest.raises(ValueError):
         parse_path("")
+
+
+def test_long_digit_segments_stay_names() -> None:
+    """int() is super-linear (and refuses > 4300 digits): only up to 18 digits become array indexes."""
+    assert parse_path("a." + "9" * 18) == ["a", 10**18 - 1]
+    assert parse_path("a." + "9" * 19) == ["a", "9" * 19]
+    assert parse_path("a." + "9" * 5000 + ".b") == ["a", "9" * 5000, "b"]
+
+
+def test_schedule_every_takes_up_to_six_digits() -> None:
+    validate_definition(wf(schedule={"every": "999999m"}), step_types={"act"})
+    validate_definition(wf(schedule={"every": "000001d"}), step_types={"act"})
+
+
+def test_huge_integers_are_plain_numbers() -> None:
+    validate_definition(
+        wf(step("matcher", properties={**MATCHER_OK, "tolerance": 10**400, "dateWindowDays": 10**400})),
+        step_types={"act"},
+    )
 
 
 def test_split_template() -> None:

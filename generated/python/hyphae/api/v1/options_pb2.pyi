@@ -33,7 +33,9 @@ class _DialectEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Dialect.Value
     DIALECT_HYPONEMA: _Dialect.ValueType  # 3
     """Hyponema: snake_case fields, validation errors carry "error_kind"."""
     DIALECT_THYGON: _Dialect.ValueType  # 4
-    """Thygon: camelCase fields, every body wrapped in {"success", "data"}."""
+    """Thygon: camelCase fields, errors {"success": false, "error"}. (The {"success", "data"} envelope of its
+    answers comes with the Thygon bindings.)
+    """
 
 class Dialect(_Dialect, metaclass=_DialectEnumTypeWrapper):
     """Options read by the REST gateway's wire codec and by the server's interceptors.
@@ -50,7 +52,9 @@ DIALECT_HYFN: Dialect.ValueType  # 2
 DIALECT_HYPONEMA: Dialect.ValueType  # 3
 """Hyponema: snake_case fields, validation errors carry "error_kind"."""
 DIALECT_THYGON: Dialect.ValueType  # 4
-"""Thygon: camelCase fields, every body wrapped in {"success", "data"}."""
+"""Thygon: camelCase fields, errors {"success": false, "error"}. (The {"success", "data"} envelope of its
+answers comes with the Thygon bindings.)
+"""
 Global___Dialect: _TypeAlias = Dialect  # noqa: Y015
 
 class _FieldCase:

@@ -184,7 +184,9 @@ class CreateOrgRequest(_message.Message):
     name: _builtins.str
     """Display name."""
     id: _builtins.str
-    """Wanted org id (lowercase letters, digits, "-", "_"); generated when empty. Taken → 409."""
+    """Wanted org id (what X-Org-Id carries: 1-128 letters, digits, "_", "-", "." or ":"); generated when empty.
+    Taken → 409.
+    """
     def __init__(
         self,
         *,
@@ -278,22 +280,26 @@ class CreateApiKeyRequest(_message.Message):
     ORG_ID_FIELD_NUMBER: _builtins.int
     LABEL_FIELD_NUMBER: _builtins.int
     PERMISSIONS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     org_id: _builtins.str
     """One of the account's orgs."""
     label: _builtins.str
     """Free text."""
     permissions: _account_pb2.KeyPermissions.ValueType
     """full (default), read_only or execute_only."""
+    kind: _account_pb2.KeyKind.ValueType
+    """secret (default, sk-hyp-...) or publishable (pk_live_..., for browsers; accepted only on /sdk/* routes)."""
     def __init__(
         self,
         *,
         org_id: _builtins.str = ...,
         label: _builtins.str = ...,
         permissions: _account_pb2.KeyPermissions.ValueType = ...,
+        kind: _account_pb2.KeyKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "org_id", b"org_id", "permissions", b"permissions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "label", b"label", "org_id", b"org_id", "permissions", b"permissions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,10 +22,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class OrgConfigEntry(_message.Message):
     """One org configuration entry.
 
-    Every value is encrypted at rest (AES-GCM, with the id of the key that sealed it). Keys under the secret
-    prefixes `api:`, `db:`, `oauth:` and `secret:` are secrets: they are never returned in clear; `value` then holds a
-    redacted string ("sk-p****" for long values, "****" for short ones) and `redacted` is true. Other keys
-    (e.g. `settings:limits`) are plain configuration and come back exactly as stored, numbers and key order intact.
+    Every value is encrypted at rest (AES-GCM, with the id of the key that sealed it). Every key is a secret
+    (`api:`, `db:`, `oauth:` ... or no prefix at all) and is never returned in clear: `value` then holds a redacted
+    string ("sk-p****" for long values, "****" for short ones) and `redacted` is true. Only keys under `settings:`
+    and `config:` are plain configuration: any JSON value, returned exactly as stored (numbers and key order intact).
     Workflows reference secrets as `orgconfig:<prefix>:<name>`, resolved only at execution time.
     """
 

@@ -32,7 +32,7 @@ class SetOrgConfigRequest(_message.Message):
     """"<prefix>:<name>": letters, digits, "_", "-", "." and ":" only, at most 200 characters."""
     @_builtins.property
     def value(self) -> _json_pb2.Json:
-        """Any JSON value; a string for secrets."""
+        """A string for secrets; any JSON value under settings: and config:."""
 
     def __init__(
         self,

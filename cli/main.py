@@ -11,7 +11,7 @@ from server.config import Settings
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    from server.app import serve
+    from cli.process import serve
 
     asyncio.run(serve(settings))
 
@@ -19,9 +19,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 def _gateway(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
+    from cli.process import bind_http
     from gateway.app import create_app
 
     app = create_app(args.grpc_target, max_body_bytes=settings.max_body_bytes)
+    bind_http(settings.host, settings.http_port).close()  # a busy port: one clear error
     print(f"Hyphae REST gateway: http://{settings.host}:{settings.http_port} -> gRPC {args.grpc_target}", flush=True)
     uvicorn.run(
         app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False, proxy_headers=False
@@ -60,6 +62,10 @@ def _orgs_create(args: argparse.Namespace, settings: Settings) -> None:
             await engine.dispose()
         print(f"org:     {org.id}\nkey:     {key.key}\n(the key is shown only once; it is stored as a hash)")
 
+    from server.auth import ORG_ID, ORG_ID_RULE
+
+    if args.id and not ORG_ID.match(args.id):
+        raise ValueError(f"--id {ORG_ID_RULE}")
     with database(settings) as url:
         migrate(url)
         asyncio.run(create(url))

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-HYPHAE = [sys.executable, "-m", "server.cli"]
+HYPHAE = [sys.executable, "-m", "cli.main"]
 
 
 def free_port() -> int:

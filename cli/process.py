@@ -1,0 +1,92 @@
+"""One process: the gRPC server and the REST gateway on one event loop, the gateway calling the services over a
+loopback gRPC channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from gateway.app import create_app
+from server.app import database, grpc_running
+from server.config import Settings
+from server.store.db import migrate
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM and stops gRPC and HTTP together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Running:
+    grpc_port: int
+    http_port: int
+    stop: asyncio.Event
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so a busy port is one clear error instead of a traceback from uvicorn."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen for HTTP on {host}:{port} ({exc.strerror}); set HYPHAE_HTTP_PORT") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, database_url: str) -> AsyncIterator[Running]:
+    """gRPC and REST up (ports may be 0 = any free port); both stopped on exit."""
+    sock = bind_http(settings.host, settings.http_port)
+    try:
+        async with grpc_running(settings, database_url) as grpc_side:
+            target_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+            app = create_app(f"{target_host}:{grpc_side.port}", max_body_bytes=settings.max_body_bytes)
+            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False)
+            http = QuietServer(config)
+            serving = asyncio.create_task(http.serve(sockets=[sock]))
+            while not http.started:
+                if serving.done():
+                    serving.result()
+                    raise OSError("the HTTP server stopped while starting")
+                await asyncio.sleep(0.02)
+            try:
+                yield Running(grpc_side.port, sock.getsockname()[1], asyncio.Event())
+            finally:
+                http.should_exit = True
+                await serving
+    finally:
+        sock.close()
+
+
+async def serve(settings: Settings) -> None:
+    """`hyphae serve`: run until SIGINT/SIGTERM, then stop cleanly (the embedded Postgres too)."""
+    with database(settings) as url:
+        await asyncio.to_thread(migrate, url)
+        async with running(settings, url) as up:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, up.stop.set)
+            mode = "embedded Postgres" if settings.embedded else "external Postgres"
+            trust = "X-Org-Id accepted without a key" if settings.trust_org_header else "API keys required"
+            print(
+                f"Hyphae {mode}: REST http://{settings.host}:{up.http_port}  gRPC {settings.host}:{up.grpc_port}"
+                f"  ({trust}; Ctrl-C stops)",
+                flush=True,
+            )
+            await up.stop.wait()
+            print("stopping...", flush=True)
