@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from server.config import Settings
+
+# We fork only to run Postgres' own tools (pg_ctl); grpc's fork handlers are not needed and log noise on every fork.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     create.set_defaults(run=_orgs_create)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin on every start
     try:
         args.run(args, Settings.from_env())
     except KeyboardInterrupt:
