@@ -22,7 +22,7 @@ from server.errors import Conflict, HyphaeError, InvalidArgument, RateLimited
 from server.ids import new_id
 from server.ratelimit import RateLimiter
 from server.store import idempotency
-from server.store.db import connect
+from server.store.db import unit_of_work
 from server.validation import check_request
 
 log = logging.getLogger("hyphae.server")
@@ -192,42 +192,44 @@ class Gatekeeper(_Interceptor):
     ) -> Any:
         """Same key + same request -> the stored answer; other request -> 422; first call still running -> 409.
 
-        Answers holding a secret are not stored (a repeat answers 409), so a key never replays a secret."""
+        The claim, the call's own writes and the stored answer commit in one transaction (a unit of work the
+        services' `connect` joins): a crash or an error leaves no half-done call behind, and a retry after a
+        failure runs again. Answers holding a secret are not stored (a repeat answers 409)."""
         if len(key) > 255:
             raise InvalidArgument("must be at most 255 characters", field="Idempotency-Key")
-        request_hash = hmac.new(
+        digest = hmac.new(
             self.request_hash_key,
             method.encode() + b"\0" + request.SerializeToString(deterministic=True),
             hashlib.sha256,
-        )
-        async with connect(self.engine) as connection:
-            claim = await idempotency.claim(connection, scope, key, method, request_hash.hexdigest())
-        if not claim.fresh:
-            if claim.method != method or claim.request_hash != request_hash.hexdigest():
-                raise InvalidArgument(
-                    "this Idempotency-Key was already used with a different request; use a new key for a new request",
-                    field="Idempotency-Key",
-                    reason="IDEMPOTENCY_KEY_REUSED",
-                )
-            if claim.response is None:
+        ).hexdigest()
+        async with unit_of_work(self.engine) as connection:
+            claim = await idempotency.claim_or_conflict(connection, scope, key, method, digest)
+            if claim is None:
                 raise Conflict(
                     "a request with this Idempotency-Key is still in progress; retry shortly",
                     reason="IDEMPOTENCY_IN_PROGRESS",
                 )
-            if not store_answer:
-                raise Conflict(
-                    "this request already succeeded with this Idempotency-Key; its answer held a "
-                    "secret shown only once, so it is not replayed",
-                    reason="IDEMPOTENCY_NOT_REPLAYED",
-                )
-            return _response_class(method).FromString(claim.response)
-        try:
+            if not claim.fresh:
+                if claim.method != method or claim.request_hash != digest:
+                    raise InvalidArgument(
+                        "this Idempotency-Key was already used with a different request; use a new key for a new "
+                        "request",
+                        field="Idempotency-Key",
+                        reason="IDEMPOTENCY_KEY_REUSED",
+                    )
+                if claim.response is None:
+                    raise Conflict(
+                        "a request with this Idempotency-Key is still in progress; retry shortly",
+                        reason="IDEMPOTENCY_IN_PROGRESS",
+                    )
+                if not store_answer:
+                    raise Conflict(
+                        "this request already succeeded with this Idempotency-Key; its answer held a "
+                        "secret shown only once, so it is not replayed",
+                        reason="IDEMPOTENCY_NOT_REPLAYED",
+                    )
+                return _response_class(method).FromString(claim.response)
             response = await inner(request, context)
-        except BaseException:
-            async with connect(self.engine) as connection:
-                await idempotency.release(connection, scope, key)
-            raise
-        async with connect(self.engine) as connection:
             await idempotency.complete(connection, scope, key, serializer(response) if store_answer else b"")
         return response
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -67,9 +68,17 @@ def ensure_database(url: str, name: str) -> str:
     return str(sa.engine.make_url(sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False))
 
 
+# The transaction of the current unit of work, if any: `connect` joins it instead of opening another one.
+_unit_of_work: ContextVar[AsyncConnection | None] = ContextVar("unit_of_work", default=None)
+
+
 @contextlib.asynccontextmanager
 async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction; a lost database becomes UNAVAILABLE (503) instead of an internal error."""
+    """A transaction (or the current unit of work's); a lost database becomes UNAVAILABLE (503)."""
+    joined = _unit_of_work.get()
+    if joined is not None:
+        yield joined
+        return
     try:
         async with engine.begin() as connection:
             yield connection
@@ -81,6 +90,17 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         ):
             raise Unavailable("the database is unreachable; retry shortly") from exc
         raise
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction that every `connect` inside it joins: all of it commits, or none of it does."""
+    async with connect(engine) as connection:
+        token = _unit_of_work.set(connection)
+        try:
+            yield connection
+        finally:
+            _unit_of_work.reset(token)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.store.tables import idempotency_keys
 
-# A key whose first call never finished (crashed process) can be reused after this long.
+LOCK_NOT_AVAILABLE = "55P03"
+# A claim left without an answer (written by an older server that did not claim atomically) is taken over after.
 ABANDONED_AFTER = timedelta(minutes=2)
 # How long answers are kept.
 RETENTION = timedelta(hours=24)
@@ -56,16 +57,25 @@ async def purge_expired(connection: AsyncConnection) -> int:
     return int(result.rowcount)
 
 
+async def claim_or_conflict(
+    connection: AsyncConnection, scope: str, key: str, method: str, request_hash: str
+) -> Claim | None:
+    """`claim` inside the caller's transaction, or None when another transaction holds the key uncommitted (the
+    first call is still running): waiting for it would hold this request for the whole of the other one."""
+    await connection.execute(sa.text("SET LOCAL lock_timeout = '100ms'"))
+    try:
+        async with connection.begin_nested():
+            return await claim(connection, scope, key, method, request_hash)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return None
+        raise
+    finally:
+        await connection.execute(sa.text("SET LOCAL lock_timeout = DEFAULT"))
+
+
 async def complete(connection: AsyncConnection, scope: str, key: str, response: bytes) -> None:
     table = idempotency_keys
     await connection.execute(
         sa.update(table).where(table.c.scope == scope, table.c.key == key).values(response=response)
-    )
-
-
-async def release(connection: AsyncConnection, scope: str, key: str) -> None:
-    """The first call failed: forget the key so the client can retry with it."""
-    table = idempotency_keys
-    await connection.execute(
-        sa.delete(table).where(table.c.scope == scope, table.c.key == key, table.c.response.is_(None))
     )

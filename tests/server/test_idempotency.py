@@ -222,7 +222,7 @@ def test_public_signup_never_replays_another_callers_secrets(anonymous: httpx.Cl
     assert_error(second, 409, "Conflict", "not replayed")
 
 
-# --- the store: claim / complete / release ---------------------------------------------------------------------
+# --- the store: claim / complete ---------------------------------------------------------------------
 
 
 def run_with_engine(database_url: str, scenario: Callable[[AsyncEngine], Awaitable[T]]) -> T:
@@ -270,31 +270,28 @@ def test_claim_after_complete_returns_the_stored_response(fresh_database: str) -
     assert again.request_hash == "hash-1"  # the interceptor compares it and answers 422 on a mismatch
 
 
-def test_released_key_can_be_claimed_again(fresh_database: str) -> None:
-    async def scenario(engine: AsyncEngine) -> idempotency.Claim:
-        async with connect(engine) as connection:
-            assert (await idempotency.claim(connection, "org-a", "k1", METHOD, "hash-1")).fresh
-        async with connect(engine) as connection:
-            await idempotency.release(connection, "org-a", "k1")
-        async with connect(engine) as connection:
-            return await idempotency.claim(connection, "org-a", "k1", METHOD, "hash-2")
+def test_a_key_held_by_a_running_call_answers_conflict_not_a_wait(fresh_database: str) -> None:
+    async def scenario(engine: AsyncEngine) -> tuple[bool, object]:
+        async with engine.begin() as first:  # the first call: claimed, not yet committed
+            claimed = await idempotency.claim_or_conflict(first, "org:a", "k1", "/m", "h")
+            async with engine.begin() as second:
+                concurrent = await idempotency.claim_or_conflict(second, "org:a", "k1", "/m", "h")
+            assert claimed is not None
+            return claimed.fresh, concurrent
 
-    assert run_with_engine(fresh_database, scenario).fresh
+    assert run_with_engine(fresh_database, scenario) == (True, None)
 
 
-def test_release_keeps_a_completed_answer(fresh_database: str) -> None:
-    async def scenario(engine: AsyncEngine) -> idempotency.Claim:
-        async with connect(engine) as connection:
-            await idempotency.claim(connection, "org-a", "k1", METHOD, "hash-1")
-        async with connect(engine) as connection:
-            await idempotency.complete(connection, "org-a", "k1", b"done")
-            await idempotency.release(connection, "org-a", "k1")
-        async with connect(engine) as connection:
-            return await idempotency.claim(connection, "org-a", "k1", METHOD, "hash-1")
+def test_a_call_that_rolls_back_leaves_the_key_free(fresh_database: str) -> None:
+    async def scenario(engine: AsyncEngine) -> bool:
+        async with engine.connect() as connection:
+            transaction = await connection.begin()
+            await idempotency.claim(connection, "org:a", "k1", "/m", "h")
+            await transaction.rollback()
+        async with engine.begin() as connection:
+            return (await idempotency.claim(connection, "org:a", "k1", "/m", "h")).fresh
 
-    claim = run_with_engine(fresh_database, scenario)
-    assert not claim.fresh
-    assert claim.response == b"done"
+    assert run_with_engine(fresh_database, scenario)
 
 
 def test_claims_are_scoped(fresh_database: str) -> None:
