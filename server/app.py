@@ -92,9 +92,12 @@ async def build_grpc_server(
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc raises this (newer releases) or returns 0 (older ones) for a busy port
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen for gRPC on {address}: is another server using that port?")
+        raise OSError(f"cannot listen for gRPC on {address}: is another server using that port? set HYPHAE_GRPC_PORT")
     for name in [*SERVICES, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port

@@ -136,3 +136,19 @@ def test_gateway_command_fronts_a_running_server(data_dir: Path) -> None:
         gateway.send_signal(signal.SIGINT)
         gateway.communicate(timeout=30)
         stop(server)
+
+
+def test_busy_ports_are_one_clear_error(data_dir: Path) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    env = environment(data_dir, http_port, grpc_port)
+    first = start(env, http_port)
+    try:
+        for busy in ({"HYPHAE_HTTP_PORT": str(http_port)}, {"HYPHAE_HTTP_PORT": str(free_port())}):
+            second = subprocess.run(
+                [*HYPHAE, "serve"], env={**env, **busy}, capture_output=True, text=True, timeout=120
+            )
+            assert second.returncode == 1
+            assert "cannot listen for" in second.stderr
+            assert "Traceback" not in second.stderr
+    finally:
+        stop(first)
