@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from hyphae.actions.v1 import action_service_pb2, action_service_pb2_grpc
 from hyphae.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from hyphae.orgs.v1 import org_config_service_pb2, org_config_service_pb2_grpc
+from hyphae.runs.v1 import run_service_pb2, run_service_pb2_grpc
 from hyphae.system.v1 import system_service_pb2, system_service_pb2_grpc
 from hyphae.workflows.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,9 +26,13 @@ from server.crypto import SecretBox
 from server.embedded_pg import EmbeddedPostgres
 from server.interceptors import Gatekeeper
 from server.ratelimit import RateLimiter
+from server.runtime import outbound
+from server.runtime.executor import Executor
+from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
 from server.services.gateway import GatewayService
 from server.services.org_config import OrgConfigService
+from server.services.runs import RunService
 from server.services.system import SystemService
 from server.services.workflows import WorkflowService
 from server.store import idempotency
@@ -43,6 +48,7 @@ SERVICES = [
         (action_service_pb2, "ActionService"),
         (org_config_service_pb2, "OrgConfigService"),
         (gateway_service_pb2, "GatewayService"),
+        (run_service_pb2, "RunService"),
     )
 ]
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -63,7 +69,7 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 async def build_grpc_server(
-    engine: AsyncEngine, settings: Settings, box: SecretBox, address: str
+    engine: AsyncEngine, settings: Settings, box: SecretBox, address: str, wake_workers: Callable[[], None]
 ) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
     limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -89,6 +95,7 @@ async def build_grpc_server(
     action_service_pb2_grpc.add_ActionServiceServicer_to_server(ActionService(engine), server)
     org_config_service_pb2_grpc.add_OrgConfigServiceServicer_to_server(OrgConfigService(engine, box), server)
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayService(engine, authenticator), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, wake_workers), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -133,19 +140,40 @@ class GrpcServing:
 
 
 @contextlib.asynccontextmanager
+async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox) -> AsyncIterator[Worker]:
+    """This process's worker (started only when settings.workers > 0)."""
+    policy = outbound.OutboundPolicy(allow=settings.outbound_allow)
+    async with outbound.new_client() as client:
+        worker = Worker(
+            engine,
+            Executor(engine, box, policy, client),
+            concurrency=max(settings.workers, 1),
+            lease_seconds=settings.lease_seconds,
+        )
+        if settings.workers <= 0:
+            yield worker
+            return
+        async with running_worker(worker):
+            yield worker
+
+
+@contextlib.asynccontextmanager
 async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[GrpcServing]:
-    """The gRPC server up on settings.host:settings.grpc_port (0 = any free port); stopped on exit."""
+    """The gRPC server (and this process's worker) up on settings.host:settings.grpc_port; stopped on exit."""
     engine = create_engine(database_url, pool_size=settings.db_pool_size)
     try:
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
         await check_secret_keys(engine, box)
-        grpc_server, port = await build_grpc_server(engine, settings, box, f"{settings.host}:{settings.grpc_port}")
-        await grpc_server.start()
-        housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
-        try:
-            yield GrpcServing(engine, port)
-        finally:
-            housekeeping.cancel()
-            await grpc_server.stop(grace=5)
+        async with worker_running(settings, engine, box) as worker:
+            grpc_server, port = await build_grpc_server(
+                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker.wake
+            )
+            await grpc_server.start()
+            housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
+            try:
+                yield GrpcServing(engine, port)
+            finally:
+                housekeeping.cancel()
+                await grpc_server.stop(grace=5)
     finally:
         await engine.dispose()

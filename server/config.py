@@ -36,6 +36,12 @@ class Settings:
     # base64 of a 32-byte AES key for org-config secrets; None means data_dir/secret.key (created on first use).
     secret_key: str | None
     db_pool_size: int
+    # Runs executed at once by this process's worker (0: this process runs no worker).
+    workers: int = 4
+    # How long a worker's claim on a run holds without a heartbeat (a dead worker's runs resume after it).
+    lease_seconds: float = 30.0
+    # Hosts, IPs or CIDRs that actions may reach even though they are private/loopback (HYPHAE_OUTBOUND_ALLOW).
+    outbound_allow: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -59,4 +65,9 @@ class Settings:
             max_body_bytes=int(os.environ.get("HYPHAE_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             secret_key=os.environ.get("HYPHAE_SECRET_KEY") or None,
             db_pool_size=int(os.environ.get("HYPHAE_DB_POOL_SIZE", "10")),
+            workers=int(os.environ.get("HYPHAE_WORKERS", "4")),
+            lease_seconds=float(os.environ.get("HYPHAE_LEASE_SECONDS", "30")),
+            outbound_allow=tuple(
+                part.strip() for part in os.environ.get("HYPHAE_OUTBOUND_ALLOW", "").split(",") if part.strip()
+            ),
         )

@@ -70,3 +70,8 @@ class SecretBox:
             finally:
                 tmp.unlink()
         return cls([base64.b64decode(path.read_text().strip())])
+
+
+def config_context(org_id: str, key: str) -> bytes:
+    """Associated data binding an org-config value to its org and key: a row copied elsewhere does not decrypt."""
+    return f"{org_id}\0{key}".encode()

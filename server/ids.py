@@ -13,6 +13,7 @@ PREFIXES = {
     "org": "org",
     "api_key": "key",
     "request": "req",
+    "run": "run",
 }
 
 

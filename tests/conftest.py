@@ -149,6 +149,9 @@ def make_settings(tmp_dir: Path, **overrides: object) -> Settings:
         max_body_bytes=4 * 1024 * 1024,
         secret_key=TEST_SECRET_KEY,
         db_pool_size=5,
+        workers=2,
+        lease_seconds=5.0,
+        outbound_allow=("127.0.0.1", "localhost"),
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

@@ -13,7 +13,7 @@ from hyphae.orgs.v1 import org_config_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
-from server.crypto import Sealed, SecretBox
+from server.crypto import Sealed, SecretBox, config_context
 from server.errors import FailedPrecondition, InvalidArgument
 from server.services import Context, timestamp
 from server.store import org_config as store
@@ -35,11 +35,6 @@ def redact(raw: str) -> str:
     return "****"
 
 
-def _context(org_id: str, key: str) -> bytes:
-    """Binds a sealed value to its org and key, so a row copied elsewhere does not decrypt."""
-    return f"{org_id}\0{key}".encode()
-
-
 class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
     def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
         self.engine = engine
@@ -47,7 +42,7 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
 
     def _entry(self, row: Any, org_id: str) -> org_config_pb2.OrgConfigEntry:
         try:
-            raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), _context(org_id, row.key)).decode()
+            raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), config_context(org_id, row.key)).decode()
         except (KeyError, InvalidTag):
             raise FailedPrecondition(
                 f"org config key {row.key!r} cannot be decrypted with this server's keys; give every server the same "
@@ -75,7 +70,7 @@ class OrgConfigService(org_config_service_pb2_grpc.OrgConfigServiceServicer):
                 field="value",
             )
         org_id = auth.org_id()
-        sealed = self.box.seal(request.value.raw.encode(), _context(org_id, request.key))
+        sealed = self.box.seal(request.value.raw.encode(), config_context(org_id, request.key))
         async with tenant(self.engine, org_id) as repo:
             row = await store.put(repo, request.key, sealed)
         return pb.SetOrgConfigResponse(entry=self._entry(row, org_id))

@@ -97,3 +97,62 @@ idempotency_keys = sa.Table(
     sa.Column("response", sa.LargeBinary, nullable=True),  # NULL while the first call is in flight
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
 )
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("workflow_id", sa.Text, nullable=False),
+    sa.Column("workflow_name", sa.Text, nullable=False),
+    sa.Column("workflow_version", sa.Integer, nullable=False),
+    # The definition as it was at execute: a later update of the workflow does not change a started run.
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("context", sa.Text, nullable=False),
+    sa.Column("output", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    # The next step to execute (or the paused one).
+    sa.Column("current_step", sa.Integer, nullable=False, server_default="0"),
+    # The worker executing the run, and until when its claim holds (renewed by heartbeats).
+    sa.Column("lease_owner", sa.Text, nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_runs_org_id_workflow_id", "org_id", "workflow_id", "id"),
+    sa.Index("ix_runs_claimable", "created_at", postgresql_where=sa.text("status = 'running'")),
+)
+
+run_steps = sa.Table(
+    "run_steps",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("index", sa.Integer, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("output_key", sa.Text, nullable=False, server_default=""),
+    sa.Column("output", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("on_false", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Sent with the step's side effect on every attempt, recorded before the first one.
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("sequence", sa.BigInteger, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
+)

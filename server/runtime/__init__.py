@@ -1,0 +1,1 @@
+"""Workflow runtime: what runs actions (outbound HTTP, ...)."""

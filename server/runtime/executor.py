@@ -1,0 +1,278 @@
+"""Executes one run, step after step, each step's result committed before the next starts.
+
+The interpreter is small: evaluate the top-level condition once, then for each step its filter (or onFalse
+branch), run the step, store its output under its key in the context. Step kinds: the `matcher` primitive and
+registered actions of kind `http` and `matcher`; the other kinds fail the step with a clear error until they land.
+Side effects get an idempotency key (run id + step index) recorded before the first attempt and sent on every one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from hyphae.actions.v1 import action_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server import jsonvalue
+from server.crypto import Sealed, SecretBox, config_context
+from server.domain import evaluate, matcher
+from server.runtime import outbound
+from server.store import TenantRepository
+from server.store import runs as store
+from server.store.db import connect
+from server.store.tables import actions as actions_table
+from server.store.tables import org_config
+
+MAX_STEPS = 1000
+log = logging.getLogger("hyphae.executor")
+
+
+class StepFailed(Exception):
+    """The step cannot succeed; the message is shown as the step's and the run's error."""
+
+
+@dataclass
+class Outcome:
+    status: str  # completed, skipped or failed
+    step_type: str
+    output: Any = None
+    output_key: str = ""
+    context_updates: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    on_false: bool = False
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+
+class Executor:
+    def __init__(
+        self, engine: AsyncEngine, box: SecretBox, policy: outbound.OutboundPolicy, client: httpx.AsyncClient
+    ) -> None:
+        self.engine = engine
+        self.box = box
+        self.policy = policy
+        self.client = client
+
+    async def execute(self, lease: store.Lease, row: Any) -> None:
+        definition = jsonvalue.loads(row.definition)
+        context: dict[str, Any] = jsonvalue.loads(row.context)
+        steps: list[Any] = definition.get("actions", [])[:MAX_STEPS]
+        registered = await self._actions(lease.org_id)
+        if row.current_step == 0 and definition.get("condition") is not None:
+            try:
+                met = evaluate.evaluate_condition(definition["condition"], context, "definition.condition")
+            except evaluate.EvaluationError as exc:
+                await self._finish(lease, "failed", context, None, str(exc), "workflow_run_failed")
+                return
+            if not met:
+                await self._finish(lease, "condition_not_met", context, None, "", "workflow_run_condition_not_met")
+                return
+        last_output: Any = None
+        for index in range(row.current_step, len(steps)):
+            outcome = await self._step(lease, index, steps[index], context, registered)
+            context.update(outcome.context_updates)
+            async with connect(self.engine) as connection:
+                await store.hold(connection, lease)
+                never_started = outcome.status == "skipped" or (
+                    bool(outcome.error) and await store.step_row(connection, lease, index) is None
+                )
+                if never_started:  # filter false, or failed before starting: the step still gets its row
+                    await store.start_step(
+                        connection, lease, index, step_type=outcome.step_type, idempotency_key=f"{lease.run_id}:{index}"
+                    )
+                await store.finish_step(
+                    connection,
+                    lease,
+                    index,
+                    status=outcome.status,
+                    output_key=outcome.output_key,
+                    output=None if outcome.output is None else dumps(outcome.output),
+                    error=outcome.error,
+                    on_false=outcome.on_false,
+                )
+                event = {"index": index, "type": outcome.step_type, "status": outcome.status}
+                if outcome.status == "failed":
+                    await store.append_event(connection, lease.org_id, lease.run_id, "step_failed", event)
+                    await store.finish(
+                        connection,
+                        lease,
+                        status="failed",
+                        context=dumps(context),
+                        output=None,
+                        error=f"step {index} ({outcome.step_type}): {outcome.error}",
+                    )
+                    await store.append_event(
+                        connection, lease.org_id, lease.run_id, "workflow_run_failed", {"error": outcome.error}
+                    )
+                    return
+                await store.append_event(connection, lease.org_id, lease.run_id, f"step_{outcome.status}", event)
+                await store.advance(connection, lease, context=dumps(context), current_step=index + 1)
+            if outcome.status == "completed":
+                last_output = outcome.output
+        await self._finish(
+            lease,
+            "completed",
+            context,
+            None if last_output is None else dumps(last_output),
+            "",
+            "workflow_run_completed",
+        )
+
+    async def _finish(
+        self, lease: store.Lease, status: str, context: dict[str, Any], output: str | None, error: str, event: str
+    ) -> None:
+        async with connect(self.engine) as connection:
+            await store.hold(connection, lease)
+            await store.finish(connection, lease, status=status, context=dumps(context), output=output, error=error)
+            await store.append_event(connection, lease.org_id, lease.run_id, event, {"status": status})
+
+    def _condition(self, condition: Any, context: dict[str, Any], path: str) -> bool:
+        try:
+            return evaluate.evaluate_condition(condition, context, path)
+        except evaluate.EvaluationError as exc:
+            raise StepFailed(str(exc)) from None
+
+    async def _step(
+        self, lease: store.Lease, index: int, step: dict[str, Any], context: dict[str, Any], registered: dict[str, Any]
+    ) -> Outcome:
+        step_type = str(step.get("type", ""))
+        on_false = False
+        try:
+            condition = (step.get("filter") or {}).get("condition", step.get("condition"))
+            if condition is not None and not self._condition(condition, context, f"definition.actions[{index}].filter"):
+                if not step.get("onFalse"):
+                    return Outcome("skipped", step_type)
+                step, on_false = step["onFalse"], True
+                step_type = str(step.get("type", ""))
+            async with connect(self.engine) as connection:
+                await store.hold(connection, lease)
+                await store.start_step(
+                    connection, lease, index, step_type=step_type, idempotency_key=f"{lease.run_id}:{index}"
+                )
+            outcome = await self._run_step(lease, index, step, step_type, context, registered)
+        except (StepFailed, evaluate.EvaluationError, matcher.MatcherError, outbound.OutboundError) as exc:
+            return Outcome("failed", step_type, error=str(exc), on_false=on_false)
+        except store.LeaseLost:
+            raise
+        except Exception:  # a bug, not the step's fault: fail the step rather than retry it forever
+            log.exception("run %s step %d (%s) failed unexpectedly", lease.run_id, index, step_type)
+            return Outcome(
+                "failed", step_type, error="internal error while running the step (logged)", on_false=on_false
+            )
+        outcome.on_false = on_false
+        return outcome
+
+    async def _run_step(
+        self,
+        lease: store.Lease,
+        index: int,
+        step: dict[str, Any],
+        step_type: str,
+        context: dict[str, Any],
+        registered: dict[str, Any],
+    ) -> Outcome:
+        properties = evaluate.resolve(step.get("properties") or {}, context)
+        action = registered.get(step_type)
+        if step_type == "matcher":
+            return self._matcher(step_type, properties, step)
+        if action is not None and action.kind == action_pb2.ACTION_KIND_MATCHER:
+            defaults = {
+                "left": action.left,
+                "right": action.right,
+                "matchOn": list(action.match_on),
+                **({"tolerance": action.tolerance} if action.HasField("tolerance") else {}),
+                **({"dateWindowDays": action.date_window_days} if action.HasField("date_window_days") else {}),
+                **({"fuzzyThreshold": action.fuzzy_threshold} if action.HasField("fuzzy_threshold") else {}),
+                **({"descriptionKey": action.description_key} if action.HasField("description_key") else {}),
+            }
+            merged = {**evaluate.resolve(defaults, context, scopes=[properties]), **properties}
+            return self._matcher(step_type, merged, step)
+        if action is not None and action.kind == action_pb2.ACTION_KIND_HTTP:
+            output = await self._http(lease, index, action, properties, context)
+            key = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
+            return Outcome("completed", step_type, output=output, output_key=key, context_updates={key: output})
+        raise StepFailed(f"step type {step_type!r} cannot be executed yet by this server version")
+
+    def _matcher(self, step_type: str, properties: dict[str, Any], step: dict[str, Any]) -> Outcome:
+        config = matcher.config_from_properties(properties)
+        left, right = properties.get("left"), properties.get("right")
+        if not isinstance(left, list) or not isinstance(right, list):
+            raise StepFailed("matcher: left and right must resolve to lists (check the @references)")
+        result = matcher.match(left, right, config)
+        keys = matcher.output_keys(properties)
+        values = dict(zip(keys, (result.matched, result.unmatched_left, result.unmatched_right), strict=True))
+        return Outcome("completed", step_type, output=values, output_key=",".join(keys), context_updates=values)
+
+    async def _http(
+        self,
+        lease: store.Lease,
+        index: int,
+        action: action_pb2.Action,
+        properties: dict[str, Any],
+        context: dict[str, Any],
+    ) -> Any:
+        url = str(evaluate.resolve(action.url, context, scopes=[properties]))
+        headers = {k: str(v) for k, v in evaluate.resolve(dict(action.headers), context, scopes=[properties]).items()}
+        secrets = await self._secrets(lease.org_id, evaluate.secret_keys([url, headers]))
+        url, headers = evaluate.substitute_secrets([url, headers], secrets)
+        method = action.http_method or "POST"
+        body: Any = outbound.MISSING_BODY
+        if method in ("POST", "PUT", "PATCH"):
+            if action.HasField("body"):
+                body = evaluate.resolve(jsonvalue.parse(action.body, "body"), context, scopes=[properties])
+            else:
+                body = properties
+            body = evaluate.substitute_secrets(body, secrets)
+        policy = self.policy
+        if action.HasField("timeout_ms"):
+            policy = outbound.OutboundPolicy(
+                allow=policy.allow,
+                timeout_seconds=action.timeout_ms / 1000,
+                max_response_bytes=policy.max_response_bytes,
+                max_redirects=policy.max_redirects,
+            )
+        try:
+            response = await outbound.send(
+                self.client,
+                method,
+                url,
+                policy=policy,
+                headers=headers,
+                json_body=body,
+                idempotency_key=f"{lease.run_id}:{index}",
+                max_retries=action.max_retries if action.HasField("max_retries") else 2,
+            )
+        except outbound.OutboundError as exc:  # its message may quote the URL, which may hold a secret
+            raise StepFailed(str(evaluate.redact(str(exc), secrets.values()))) from None
+        if not 200 <= response.status < 300:
+            raise StepFailed(f"{method} {evaluate.redact(url, secrets.values())} answered HTTP {response.status}")
+        result = response.json_or_text() if action.passthrough else {"status": response.status}
+        return evaluate.redact(result, secrets.values())
+
+    async def _actions(self, org_id: str) -> dict[str, action_pb2.Action]:
+        async with connect(self.engine) as connection:
+            repo = TenantRepository(connection, org_id)
+            rows = (await connection.execute(repo.select(actions_table))).all()
+        return {row.action_name: action_pb2.Action.FromString(row.spec) for row in rows}
+
+    async def _secrets(self, org_id: str, keys: set[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        async with connect(self.engine) as connection:
+            repo = TenantRepository(connection, org_id)
+            rows = (await connection.execute(repo.select(org_config, org_config.c.key.in_(sorted(keys))))).all()
+        found = {}
+        for row in rows:
+            raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), config_context(org_id, row.key))
+            value = json.loads(raw)
+            found[row.key] = value if isinstance(value, str) else json.dumps(value)
+        missing = sorted(keys - set(found))
+        if missing:
+            raise StepFailed(f"org config key {missing[0]!r} is not set; add it with POST /org-config")
+        return found

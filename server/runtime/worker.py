@@ -1,0 +1,126 @@
+"""Workers: claim runnable runs from Postgres and execute them; Postgres is the queue.
+
+Each process runs one Worker with `concurrency` slots. A claim is a lease (`runs.lease_owner` until
+`lease_expires_at`) renewed by a heartbeat; a worker that dies stops renewing, its leases expire and another
+worker resumes the runs from their last committed step. Every write of an executing run is fenced by the lease,
+so a worker that lost a run cannot write for it any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.runtime.executor import Executor
+from server.store import runs as store
+from server.store.db import connect
+
+log = logging.getLogger("hyphae.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        executor: Executor,
+        *,
+        concurrency: int = 4,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.executor = executor
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._running: dict[str, tuple[store.Lease, asyncio.Task[None]]] = {}
+
+    def wake(self) -> None:
+        """A run was queued in this process: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            while not stop.is_set():
+                claimed = await self._claim()
+                if claimed == 0:
+                    self._wake.clear()
+                    waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+                    await asyncio.wait(waits, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+                    for waiting in waits:
+                        waiting.cancel()
+        finally:
+            heartbeat.cancel()
+            tasks = [task for _, task in self._running.values()]
+            for task in tasks:  # leases expire and another worker resumes these runs from their last step
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _claim(self) -> int:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            await asyncio.sleep(0.05)
+            return 0
+        try:
+            async with connect(self.engine) as connection:
+                rows = await store.claim(connection, self.owner, lease_seconds=self.lease_seconds, limit=free)
+        except Exception:
+            log.warning("could not claim runs; will retry", exc_info=True)
+            await asyncio.sleep(self.poll_seconds)
+            return 0
+        for row in rows:
+            lease = store.Lease(self.owner, row.org_id, row.id)
+            task = asyncio.create_task(self._execute(lease, row))
+            self._running[row.id] = (lease, task)
+        return len(rows)
+
+    async def _execute(self, lease: store.Lease, row: Any) -> None:
+        try:
+            await self.executor.execute(lease, row)
+        except store.LeaseLost:
+            log.info("run %s is no longer ours (cancelled or taken over)", lease.run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("run %s: unexpected error; its lease will expire and another worker will retry", lease.run_id)
+        finally:
+            self._running.pop(lease.run_id, None)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.lease_seconds / 3)
+            leases = [lease for lease, _ in self._running.values()]
+            if not leases:
+                continue
+            try:
+                async with connect(self.engine) as connection:
+                    lost = await store.renew(connection, leases, self.lease_seconds)
+            except Exception:
+                log.warning("heartbeat failed; will retry", exc_info=True)
+                continue
+            for run_id in lost:
+                entry = self._running.get(run_id)
+                if entry is not None:
+                    entry[1].cancel()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(worker: Worker) -> Any:
+    """The worker loop as a background task of the caller's event loop."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
