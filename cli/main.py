@@ -34,6 +34,12 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> None:
+    from cli.process import work
+
+    asyncio.run(work(settings))
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> None:
     from server.app import database
     from server.store.db import migrate
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     gateway = commands.add_parser("gateway", help="run only the REST gateway, in front of a gRPC server elsewhere")
     gateway.add_argument("--grpc-target", default="127.0.0.1:50051", help="host:port of the gRPC server")
     gateway.set_defaults(run=_gateway)
+    commands.add_parser("worker", help="run only workers (no API): execute queued runs").set_defaults(run=_worker)
     commands.add_parser("migrate", help="apply database migrations and exit").set_defaults(run=_migrate)
     orgs = commands.add_parser("orgs", help="manage orgs").add_subparsers(dest="orgs_command", required=True)
     create = orgs.add_parser("create", help="create an org and print its first API key")

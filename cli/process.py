@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from gateway.app import create_app
-from server.app import database, grpc_running
+from server.app import database, grpc_running, worker_only
 from server.config import Settings
 from server.store.db import migrate
 
@@ -89,4 +89,18 @@ async def serve(settings: Settings) -> None:
                 flush=True,
             )
             await up.stop.wait()
+            print("stopping...", flush=True)
+
+
+async def work(settings: Settings) -> None:
+    """`hyphae worker`: execute runs until SIGINT/SIGTERM (in-flight runs resume elsewhere after their lease)."""
+    with database(settings) as url:
+        await asyncio.to_thread(migrate, url)
+        async with worker_only(settings, url) as worker:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            print(f"Hyphae worker {worker.owner}: {worker.concurrency} runs at a time (Ctrl-C stops)", flush=True)
+            await stop.wait()
             print("stopping...", flush=True)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -175,5 +175,18 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
             finally:
                 housekeeping.cancel()
                 await grpc_server.stop(grace=5)
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def worker_only(settings: Settings, database_url: str) -> AsyncIterator[Worker]:
+    """A process that only executes runs (`hyphae worker`)."""
+    engine = create_engine(database_url, pool_size=settings.db_pool_size)
+    try:
+        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+        await check_secret_keys(engine, box)
+        async with worker_running(replace(settings, workers=max(settings.workers, 1)), engine, box) as worker:
+            yield worker
     finally:
         await engine.dispose()

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 HYPHAE = [sys.executable, "-m", "cli.main"]
 
@@ -23,17 +19,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    # Under /tmp and world-traversable: as root, the embedded Postgres runs as an unprivileged user.
-    path = Path(tempfile.mkdtemp(prefix="hyphae-serve-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def environment(data_dir: Path, http_port: int, grpc_port: int) -> dict[str, str]:
