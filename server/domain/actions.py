@@ -49,8 +49,11 @@ def validate(action: action_pb2.Action) -> None:
     if kind == "http":
         _require(action, "url", "url", kind)
         parts = urlsplit(action.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidArgument("must be an absolute http:// or https:// URL", field="action.url")
+        templated_origin = action.url.lstrip().startswith("{{")  # e.g. "{{base_url}}/orders": checked when sent
+        if not templated_origin and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise InvalidArgument(
+                "must be an absolute http:// or https:// URL (or start with a {{ }} template)", field="action.url"
+            )
         _require(action, "http_method", "http_method", kind)
         action.http_method = action.http_method.upper()
         if action.http_method not in HTTP_METHODS:

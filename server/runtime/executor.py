@@ -8,6 +8,7 @@ Side effects get an idempotency key (run id + step index) recorded before the fi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -21,13 +22,17 @@ from server import jsonvalue
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import evaluate, matcher
 from server.runtime import outbound
-from server.store import TenantRepository
+from server.store import TenantRepository, interrupts
 from server.store import runs as store
 from server.store.db import connect
 from server.store.tables import actions as actions_table
 from server.store.tables import org_config
 
 MAX_STEPS = 1000
+# A loop step handles at most this many items (a larger list fails the step, it is not truncated).
+MAX_LOOP_ITEMS = 10_000
+MAX_LOOP_CONCURRENCY = 50
+MAX_LOOP_DEPTH = 4
 log = logging.getLogger("hyphae.executor")
 
 
@@ -44,6 +49,8 @@ class Outcome:
     context_updates: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     on_false: bool = False
+    # paused: (kind, payload, ttl_seconds) of the interrupt to open
+    interrupt: tuple[str, dict[str, Any], float | None] | None = None
 
 
 def dumps(value: Any) -> str:
@@ -76,6 +83,9 @@ class Executor:
         last_output: Any = None
         for index in range(row.current_step, len(steps)):
             outcome = await self._step(lease, index, steps[index], context, registered)
+            if outcome.interrupt is not None:
+                await self._pause(lease, index, outcome, context)
+                return
             context.update(outcome.context_updates)
             async with connect(self.engine) as connection:
                 await store.hold(connection, lease)
@@ -124,6 +134,28 @@ class Executor:
             "workflow_run_completed",
         )
 
+    async def _pause(self, lease: store.Lease, index: int, outcome: Outcome, context: dict[str, Any]) -> None:
+        """The step waits for a person: one transaction opens the interrupt and parks the run at this step."""
+        assert outcome.interrupt is not None
+        kind, payload, ttl = outcome.interrupt
+        async with connect(self.engine) as connection:
+            await store.hold(connection, lease)
+            await store.finish_step(
+                connection,
+                lease,
+                index,
+                status="paused",
+                output_key=outcome.output_key,
+                output=None,
+                error="",
+                on_false=outcome.on_false,
+            )
+            await interrupts.open_interrupt(connection, lease, index=index, kind=kind, payload=payload, ttl_seconds=ttl)
+            await store.advance(connection, lease, context=dumps(context), current_step=index)
+            await store.finish(connection, lease, status="paused", context=dumps(context), output=None, error="")
+            event = "pbot_approval_requested" if kind == "approval" else "pbot_form_requested"
+            await store.append_event(connection, lease.org_id, lease.run_id, event, {"index": index, **payload})
+
     async def _finish(
         self, lease: store.Lease, status: str, context: dict[str, Any], output: str | None, error: str, event: str
     ) -> None:
@@ -155,7 +187,7 @@ class Executor:
                 await store.start_step(
                     connection, lease, index, step_type=step_type, idempotency_key=f"{lease.run_id}:{index}"
                 )
-            outcome = await self._run_step(lease, index, step, step_type, context, registered)
+            outcome = await self._run_step(lease, f"{lease.run_id}:{index}", step, step_type, context, registered)
         except (StepFailed, evaluate.EvaluationError, matcher.MatcherError, outbound.OutboundError) as exc:
             return Outcome("failed", step_type, error=str(exc), on_false=on_false)
         except store.LeaseLost:
@@ -171,16 +203,34 @@ class Executor:
     async def _run_step(
         self,
         lease: store.Lease,
-        index: int,
+        key: str,
         step: dict[str, Any],
         step_type: str,
         context: dict[str, Any],
         registered: dict[str, Any],
+        depth: int = 0,
     ) -> Outcome:
+        """One step (its filter already passed); `key` is the idempotency key of its side effects."""
+        if step_type == "loop":
+            return await self._loop(lease, key, step, context, registered, depth)
         properties = evaluate.resolve(step.get("properties") or {}, context)
         action = registered.get(step_type)
         if step_type == "matcher":
             return self._matcher(step_type, properties, step)
+        if step_type == "PbotApproval":
+            payload = {"comment": evaluate.stringify(properties.get("comment"))}
+            if properties.get("request_payload") is not None:
+                payload["request_payload"] = properties["request_payload"]
+            return Outcome(
+                "paused", step_type, output_key=str(step.get("outputKey") or ""), interrupt=("approval", payload, None)
+            )
+        if step_type == "PbotForm":
+            ttl = properties.get("ttl_seconds")
+            form = {"expected_keys": list(properties.get("expected_keys") or [])}
+            ttl_seconds = (
+                float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and ttl > 0 else None
+            )
+            return Outcome("paused", step_type, interrupt=("form", form, ttl_seconds))
         if action is not None and action.kind == action_pb2.ACTION_KIND_MATCHER:
             defaults = {
                 "left": action.left,
@@ -194,10 +244,88 @@ class Executor:
             merged = {**evaluate.resolve(defaults, context, scopes=[properties]), **properties}
             return self._matcher(step_type, merged, step)
         if action is not None and action.kind == action_pb2.ACTION_KIND_HTTP:
-            output = await self._http(lease, index, action, properties, context)
+            output = await self._http(lease, key, action, properties, context)
             key = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
             return Outcome("completed", step_type, output=output, output_key=key, context_updates={key: output})
         raise StepFailed(f"step type {step_type!r} cannot be executed yet by this server version")
+
+    async def _loop(
+        self,
+        lease: store.Lease,
+        key: str,
+        step: dict[str, Any],
+        context: dict[str, Any],
+        registered: dict[str, Any],
+        depth: int,
+    ) -> Outcome:
+        """`foreach`: the inner steps for every item, up to max_concurrency items at a time.
+
+        The loop is one journaled step: after a crash it runs again as a whole, and each item's side effects carry
+        the same idempotency keys (`<run>:<step>:<item>:<inner step>`) as the first time."""
+        properties = step.get("properties") or {}
+        if depth >= MAX_LOOP_DEPTH:
+            raise StepFailed(f"loops nest deeper than {MAX_LOOP_DEPTH} levels")
+        if properties.get("mode", "foreach") != "foreach":
+            raise StepFailed(f"loop mode {properties.get('mode')!r} is not available yet")
+        items = evaluate.resolve(properties.get("items_path"), context)
+        if not isinstance(items, list):
+            raise StepFailed(f"loop: items_path {properties.get('items_path')!r} must resolve to a list")
+        if len(items) > MAX_LOOP_ITEMS:
+            raise StepFailed(f"loop over {len(items)} items exceeds the limit of {MAX_LOOP_ITEMS} items per loop step")
+        variable = str(properties.get("item_variable_name") or "item")
+        inner_steps = list(properties.get("actions_to_execute") or [])
+        stop_on_error = properties.get("failure_strategy", "stop_on_error") != "continue_on_error"
+        limit = asyncio.Semaphore(max(1, min(int(properties.get("max_concurrency") or 1), MAX_LOOP_CONCURRENCY)))
+        failed = asyncio.Event()
+
+        async def run_item(position: int, item: Any) -> dict[str, Any]:
+            async with limit:
+                if failed.is_set() and stop_on_error:
+                    return {"item": item, "status": "not_run"}
+                scope = {**context, variable: item, "item": item, "__index": position}
+                output: Any = None
+                for inner_index, inner in enumerate(inner_steps):
+                    inner_type = str(inner.get("type", ""))
+                    condition = (inner.get("filter") or {}).get("condition", inner.get("condition"))
+                    if condition is not None and not self._condition(condition, scope, "loop filter"):
+                        if not inner.get("onFalse"):
+                            continue
+                        inner = inner["onFalse"]
+                        inner_type = str(inner.get("type", ""))
+                    try:
+                        outcome = await self._run_step(
+                            lease, f"{key}:{position}:{inner_index}", inner, inner_type, scope, registered, depth + 1
+                        )
+                    except (StepFailed, evaluate.EvaluationError, matcher.MatcherError) as exc:
+                        failed.set()
+                        return {"item": item, "status": "failed", "error": f"{inner_type}: {exc}"}
+                    if outcome.interrupt is not None:
+                        failed.set()
+                        return {"item": item, "status": "failed", "error": f"{inner_type} cannot pause inside a loop"}
+                    if outcome.status == "failed":
+                        failed.set()
+                        return {"item": item, "status": "failed", "error": f"{inner_type}: {outcome.error}"}
+                    scope.update(outcome.context_updates)
+                    output = outcome.output
+                return {"item": item, "status": "completed", "output": output}
+
+        results = await asyncio.gather(*(run_item(position, item) for position, item in enumerate(items)))
+        failures = [result for result in results if result["status"] == "failed"]
+        if failures and stop_on_error:
+            raise StepFailed(f"item {results.index(failures[0])} failed: {failures[0]['error']}")
+        summary = {
+            "total": len(items),
+            "completed": sum(r["status"] == "completed" for r in results),
+            "failed": len(failures),
+        }
+        updates: dict[str, Any] = {}
+        output_key = ""
+        if properties.get("collect_results"):
+            output_key = str(properties.get("result_key") or "loop_results")
+            updates[output_key] = results
+        return Outcome(
+            "completed", "loop", output={**summary, "results": results}, output_key=output_key, context_updates=updates
+        )
 
     def _matcher(self, step_type: str, properties: dict[str, Any], step: dict[str, Any]) -> Outcome:
         config = matcher.config_from_properties(properties)
@@ -212,7 +340,7 @@ class Executor:
     async def _http(
         self,
         lease: store.Lease,
-        index: int,
+        key: str,
         action: action_pb2.Action,
         properties: dict[str, Any],
         context: dict[str, Any],
@@ -245,7 +373,7 @@ class Executor:
                 policy=policy,
                 headers=headers,
                 json_body=body,
-                idempotency_key=f"{lease.run_id}:{index}",
+                idempotency_key=key,
                 max_retries=action.max_retries if action.HasField("max_retries") else 2,
             )
         except outbound.OutboundError as exc:  # its message may quote the URL, which may hold a secret

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.runtime.executor import Executor
+from server.store import interrupts
 from server.store import runs as store
 from server.store.db import connect
 
@@ -43,6 +44,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._running: dict[str, tuple[store.Lease, asyncio.Task[None]]] = {}
+        self._last_expiry = 0.0
 
     def wake(self) -> None:
         """A run was queued in this process: look now instead of at the next poll."""
@@ -66,7 +68,20 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _expire_interrupts(self) -> None:
+        """Forms (and approvals) past their TTL fail their run with a timeout error; any worker may do it."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_expiry < 1.0:
+            return
+        self._last_expiry = now
+        try:
+            async with connect(self.engine) as connection:
+                await interrupts.expire_due(connection)
+        except Exception:
+            log.warning("could not expire interrupts; will retry", exc_info=True)
+
     async def _claim(self) -> int:
+        await self._expire_interrupts()
         free = self.concurrency - len(self._running)
         if free <= 0:
             await asyncio.sleep(0.05)

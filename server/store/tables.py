@@ -156,3 +156,26 @@ run_events = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
     sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
 )
+
+interrupts = sa.Table(
+    "interrupts",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("step_index", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # approval or form
+    sa.Column("status", sa.Text, nullable=False),  # pending, answered or expired
+    # approval: {"comment", "request_payload"}; form: {"expected_keys"}
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text, nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
+    sa.Index("ix_interrupts_pending", "org_id", "kind", "created_at", postgresql_where=sa.text("status = 'pending'")),
+    sa.Index(
+        "ix_interrupts_expiring",
+        "expires_at",
+        postgresql_where=sa.text("status = 'pending' AND expires_at IS NOT NULL"),
+    ),
+)

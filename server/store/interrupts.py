@@ -1,0 +1,159 @@
+"""Interrupts: a run paused at a step until a person answers (approvals and forms alike)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.errors import Conflict, NotFound
+from server.store import runs as run_store
+from server.store.repository import TenantRepository
+from server.store.tables import interrupts, run_steps, runs
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+async def open_interrupt(
+    connection: AsyncConnection,
+    lease: run_store.Lease,
+    *,
+    index: int,
+    kind: str,
+    payload: dict[str, Any],
+    ttl_seconds: float | None,
+) -> None:
+    """Record the pause (in the executor's fenced transaction); a step paused again (after a crash) is reopened."""
+    expires = sa.func.now() + sa.text(f"interval '{float(ttl_seconds)} seconds'") if ttl_seconds else None
+    statement = insert(interrupts).values(
+        org_id=lease.org_id,
+        run_id=lease.run_id,
+        step_index=index,
+        kind=kind,
+        status="pending",
+        payload=_dumps(payload),
+        expires_at=expires,
+    )
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id", "run_id", "step_index"],
+            set_={"status": "pending", "payload": statement.excluded.payload, "answer": None, "answered_at": None},
+            where=interrupts.c.status == "pending",
+        )
+    )
+
+
+async def pending(repo: TenantRepository, kind: str, run_id: str = "") -> list[sa.Row[Any]]:
+    """Pending interrupts of paused runs, oldest first, with their run's workflow id."""
+    query = (
+        sa.select(interrupts, runs.c.workflow_id)
+        .join(runs, sa.and_(runs.c.org_id == interrupts.c.org_id, runs.c.id == interrupts.c.run_id))
+        .where(
+            interrupts.c.org_id == repo.org_id,
+            interrupts.c.kind == kind,
+            interrupts.c.status == "pending",
+            runs.c.status == "paused",
+        )
+        .order_by(interrupts.c.created_at)
+    )
+    if run_id:
+        query = query.where(interrupts.c.run_id == run_id)
+    return list((await repo.connection.execute(query)).all())
+
+
+async def take(repo: TenantRepository, run_id: str, index: int, kind: str) -> tuple[sa.Row[Any], sa.Row[Any]]:
+    """The run (locked) and its pending interrupt at `index`, or the reason it cannot be answered: 404 / 409."""
+    run = (await repo.connection.execute(repo.select(runs, runs.c.id == run_id).with_for_update())).first()
+    if run is None:
+        raise NotFound(f"run {run_id!r} not found")
+    row = (
+        await repo.connection.execute(
+            repo.select(interrupts, interrupts.c.run_id == run_id, interrupts.c.step_index == index).with_for_update()
+        )
+    ).first()
+    noun = "an approval" if kind == "approval" else "a form"
+    if row is None or row.kind != kind:
+        raise Conflict(f"run {run_id!r} is not waiting for {noun} at step {index}")
+    if row.status == "answered":
+        raise Conflict(f"step {index} of run {run_id!r} was already answered at {row.answered_at.isoformat()}")
+    expired = row.status == "expired" or (
+        row.expires_at is not None
+        and (await repo.connection.execute(sa.select(sa.func.now() > row.expires_at))).scalar_one()
+    )
+    if expired:
+        raise Conflict(
+            f"step {index} of run {run_id!r} expired at {row.expires_at.isoformat()}; it can no longer be answered"
+        )
+    if run.status != "paused":
+        raise Conflict(f"run {run_id!r} is {run.status}, not paused; step {index} can no longer be answered")
+    return run, row
+
+
+async def resume(
+    repo: TenantRepository,
+    run: sa.Row[Any],
+    index: int,
+    *,
+    answer: dict[str, Any],
+    step_output: Any,
+    context_updates: dict[str, Any],
+    event: str,
+) -> None:
+    """Answer the interrupt, complete the step, merge into the context and queue the run from the next step."""
+    now = sa.func.now()
+    await repo.update(
+        interrupts,
+        {"run_id": run.id, "step_index": index},
+        {"status": "answered", "answer": _dumps(answer), "answered_at": now},
+    )
+    await repo.connection.execute(
+        sa.update(run_steps)
+        .where(run_steps.c.org_id == repo.org_id, run_steps.c.run_id == run.id, run_steps.c.index == index)
+        .values(status="completed", output=_dumps(step_output), completed_at=now)
+    )
+    context = {**json.loads(run.context), **context_updates}
+    await repo.update(
+        runs,
+        {"id": run.id},
+        {"status": "running", "context": _dumps(context), "current_step": index + 1, "updated_at": now},
+    )
+    await run_store.append_event(repo.connection, repo.org_id, run.id, event, {"index": index, **answer})
+    await repo.connection.execute(sa.select(sa.func.pg_notify("hyphae_runs", repo.org_id)))
+
+
+async def expire_due(connection: AsyncConnection, limit: int = 100) -> int:
+    """Fail the runs whose form (or approval) expired unanswered: a timeout error. Safe in several workers."""
+    due = (
+        await connection.execute(
+            sa.select(interrupts)
+            .where(interrupts.c.status == "pending", interrupts.c.expires_at < sa.func.now())
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for row in due:
+        message = f"{row.kind} at step {row.step_index} expired unanswered at {row.expires_at.isoformat()} (timeout)"
+        keys = {"org_id": row.org_id, "run_id": row.run_id}
+        await connection.execute(
+            sa.update(interrupts)
+            .where(*(interrupts.c[k] == v for k, v in keys.items()), interrupts.c.step_index == row.step_index)
+            .values(status="expired")
+        )
+        await connection.execute(
+            sa.update(run_steps)
+            .where(*(run_steps.c[k] == v for k, v in keys.items()), run_steps.c.index == row.step_index)
+            .values(status="failed", error=message, completed_at=sa.func.now())
+        )
+        updated = await connection.execute(
+            sa.update(runs)
+            .where(runs.c.org_id == row.org_id, runs.c.id == row.run_id, runs.c.status == "paused")
+            .values(status="failed", error=message, completed_at=sa.func.now(), updated_at=sa.func.now())
+        )
+        if updated.rowcount:
+            await run_store.append_event(connection, row.org_id, row.run_id, "workflow_run_failed", {"error": message})
+    return len(due)
