@@ -56,7 +56,15 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
         async with grpc_running(settings, database_url) as grpc_side:
             target_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
             app = create_app(f"{target_host}:{grpc_side.port}", max_body_bytes=settings.max_body_bytes)
-            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False)
+            # open streams (SSE) must not hold a shutdown for long: they are closed after 2 s
+            config = uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                proxy_headers=False,
+                timeout_graceful_shutdown=2,
+            )
             http = QuietServer(config)
             serving = asyncio.create_task(http.serve(sockets=[sock]))
             while not http.started:

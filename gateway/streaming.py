@@ -2,7 +2,7 @@
 
 SSE events carry `id:` = the message's sequence field (MethodRule.sequence_field), and a reconnect's
 `Last-Event-ID` fills the request's resume field (MethodRule.resume_field), so nothing is lost or repeated.
-Errors before the first message are ordinary error responses; after it, a final `event: error` (SSE) or an
+Errors in the first moments are ordinary error responses; after that, a final `event: error` (SSE) or an
 `{"error": …}` line (NDJSON). A comment line every HEARTBEAT_SECONDS keeps idle proxies from closing the stream.
 """
 
@@ -21,6 +21,8 @@ from gateway.bindings import Binding
 from gateway.errors import error_body, http_status, trailer
 
 HEARTBEAT_SECONDS = 15.0
+# How long to hold the response for a first message (or an early error) before sending headers regardless.
+FIRST_MESSAGE_GRACE_SECONDS = 0.5
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
 
@@ -60,31 +62,29 @@ def _error_frame(binding: Binding, exc: grpc.aio.AioRpcError, ndjson: bool) -> s
 
 
 async def stream_response(binding: Binding, call: Any, ndjson: bool, headers: dict[str, str]) -> StreamingResponse:
-    """Wait for the first message (so early errors keep their status), then stream the rest."""
+    """Wait briefly for the first message, so early errors (auth, not found) keep their HTTP status; a stream with
+    nothing to say yet (a live feed, a paused run) gets its headers after FIRST_MESSAGE_GRACE_SECONDS anyway."""
     iterator = call.__aiter__()
-    first: Message | None
-    try:
-        first = await iterator.__anext__()
-    except StopAsyncIteration:
-        first = None
+    first: asyncio.Future[Message] = asyncio.ensure_future(iterator.__anext__())
+    await asyncio.wait({first}, timeout=FIRST_MESSAGE_GRACE_SECONDS)
+    early = first.exception() if first.done() else None
+    if isinstance(early, grpc.aio.AioRpcError):
+        raise early  # the caller answers it as an ordinary error response
 
     async def body() -> AsyncIterator[str]:
-        pending: asyncio.Future[Message] | None = None
+        pending: asyncio.Future[Message] | None = first
         try:
-            if first is not None:
-                yield _frame(binding, first, ndjson)
+            while pending is not None:
+                done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+                if not done:
+                    yield "\n" if ndjson else ": keepalive\n\n"
+                    continue
+                try:
+                    item = pending.result()
+                except StopAsyncIteration:
+                    break
+                yield _frame(binding, item, ndjson)
                 pending = asyncio.ensure_future(iterator.__anext__())
-                while True:
-                    done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
-                    if not done:
-                        yield "\n" if ndjson else ": keepalive\n\n"
-                        continue
-                    try:
-                        item = pending.result()
-                    except StopAsyncIteration:
-                        break
-                    yield _frame(binding, item, ndjson)
-                    pending = asyncio.ensure_future(iterator.__anext__())
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 yield _error_frame(binding, exc, ndjson)

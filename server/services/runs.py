@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hyphae.api.v1 import json_pb2
@@ -16,6 +16,7 @@ from server import auth, jsonvalue
 from server.domain import evaluate
 from server.errors import InvalidArgument
 from server.ids import new_id
+from server.runtime.events import EventHub, Notice, listen_url
 from server.services import Context, timestamp
 from server.store import pagination, tenant
 from server.store import runs as store
@@ -84,10 +85,29 @@ def run_proto(row: Any, steps: list[Any] | None = None) -> run_pb2.Run:
     return run
 
 
+def event_proto(row: Any) -> run_pb2.RunEvent:
+    return run_pb2.RunEvent(
+        run_id=row.run_id,
+        sequence=row.sequence,
+        type=row.type,
+        data=json_pb2.Json(raw=row.data),
+        created_at=timestamp(row.created_at),
+    )
+
+
+# Events read per query; a stream keeps reading while batches come back full.
+EVENT_BATCH = 500
+# The org stream catches up (after a missed notification) over at most this much past, and forgets the runs it has
+# seen after twice that: live only, best effort across a lost LISTEN connection.
+ORG_CATCH_UP = timedelta(minutes=5)
+
+
 class RunService(run_service_pb2_grpc.RunServiceServicer):
     def __init__(self, engine: AsyncEngine, wake_workers: Callable[[], None] = lambda: None) -> None:
         self.engine = engine
         self.wake_workers = wake_workers
+        # Started on the first stream, closed a few seconds after the last one ends.
+        self.events = EventHub(listen_url(engine))
 
     async def ExecuteWorkflow(self, request: pb.ExecuteWorkflowRequest, context: Context) -> pb.ExecuteWorkflowResponse:
         value = jsonvalue.parse(request.input, "input")
@@ -129,3 +149,74 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             row = await store.cancel(repo, request.run_id, request.reason)
             steps = await store.steps(repo, request.run_id)
         return pb.CancelRunResponse(run=run_proto(row, steps))
+
+    async def _run_events(self, org_id: str, run_id: str, after_sequence: int) -> tuple[bool, list[Any]]:
+        """(the run had ended when read, its events after `after_sequence`): status first, then events, so an
+        ended run's batch holds its final event."""
+        async with tenant(self.engine, org_id) as repo:
+            ended = await store.status(repo, run_id) in store.FINAL
+            rows = await store.events(repo, run_id, after_sequence=after_sequence, limit=EVENT_BATCH)
+        return ended and len(rows) < EVENT_BATCH, rows
+
+    async def WatchRun(self, request: pb.WatchRunRequest, context: Context) -> AsyncIterator[pb.WatchRunResponse]:
+        org_id = auth.org_id()
+        last = max(request.after_sequence, 0)
+        # Subscribed before every read, so a notice of an event the read missed is waiting in the queue.
+        async with self.events.subscribe(org_id, request.run_id) as subscription:
+            while True:
+                ended, rows = await self._run_events(org_id, request.run_id, last)  # NOT_FOUND before streaming
+                for row in rows:
+                    last = row.sequence
+                    yield pb.WatchRunResponse(event=event_proto(row), sequence=row.sequence)
+                caught_up = len(rows) < EVENT_BATCH
+                if ended or (caught_up and request.stop_when_caught_up):
+                    return
+                if caught_up:
+                    await subscription.wait()
+                    subscription.take_missed()  # the read that follows is the catch-up
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        org_id = auth.org_id()
+        types = set(request.types)
+        # run id -> (last sequence delivered, its created_at): where each run's next read starts.
+        seen: dict[str, tuple[int, datetime]] = {}
+        async with self.events.subscribe(org_id) as subscription:
+            async with tenant(self.engine, org_id) as repo:
+                since = await store.clock(repo)
+            subscription.take_missed()  # nothing before `since` is ours to deliver
+            while True:
+                notices = await subscription.wait()
+                rows = await self._org_events(org_id, notices, seen, since if subscription.take_missed() else None)
+                for row in rows:
+                    if row.sequence <= seen.get(row.run_id, (0, since))[0]:
+                        continue
+                    seen[row.run_id] = (row.sequence, row.created_at)
+                    if not types or row.type in types:
+                        yield pb.WatchEventsResponse(event=event_proto(row))
+
+    async def _org_events(
+        self, org_id: str, notices: list[Notice], seen: dict[str, tuple[int, datetime]], since: datetime | None
+    ) -> list[Any]:
+        """The events the notices point at (each run read from its last delivered sequence) and, when notices may
+        have been missed (`since` given), the org's recent events, in order; duplicates are dropped by the caller."""
+        firsts: dict[str, int] = {}
+        for notice in notices:
+            firsts.setdefault(notice.run_id, notice.sequence)
+        rows: list[Any] = []
+        async with tenant(self.engine, org_id) as repo:
+            if since is not None:
+                now, recent = await store.recent_events(repo, since=since, window=ORG_CATCH_UP, limit=5000)
+                for run_id in [run_id for run_id, (_, at) in seen.items() if at < now - 2 * ORG_CATCH_UP]:
+                    del seen[run_id]
+                rows.extend(recent)
+            for run_id, first in firsts.items():
+                after = seen[run_id][0] if run_id in seen else first - 1
+                while True:
+                    batch = await store.events(repo, run_id, after_sequence=after, limit=EVENT_BATCH)
+                    rows.extend(batch)
+                    if len(batch) < EVENT_BATCH:
+                        break
+                    after = batch[-1].sequence
+        return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -112,6 +113,46 @@ async def cancel(repo: TenantRepository, run_id: str, reason: str) -> sa.Row[Any
     assert updated is not None
     await append_event(repo.connection, repo.org_id, run_id, "workflow_run_cancelled", {"reason": reason})
     return updated
+
+
+async def status(repo: TenantRepository, run_id: str) -> str:
+    """The run's status alone (NOT_FOUND for a run of another org)."""
+    value = (
+        await repo.connection.execute(repo.select(runs, runs.c.id == run_id).with_only_columns(runs.c.status))
+    ).scalar()
+    if value is None:
+        raise NotFound(f"run {run_id!r} not found")
+    return str(value)
+
+
+async def events(repo: TenantRepository, run_id: str, *, after_sequence: int, limit: int) -> list[sa.Row[Any]]:
+    """The run's events after `after_sequence`, in order. Read after `status`: when that status was final, every
+    event up to the final one is visible here (the final status and its event commit together)."""
+    query = (
+        repo.select(run_events, run_events.c.run_id == run_id, run_events.c.sequence > after_sequence)
+        .order_by(run_events.c.sequence)
+        .limit(limit)
+    )
+    return list((await repo.connection.execute(query)).all())
+
+
+async def clock(repo: TenantRepository) -> Any:
+    """The database's now() (event timestamps come from that clock)."""
+    return (await repo.connection.execute(sa.select(sa.func.now()))).scalar_one()
+
+
+async def recent_events(
+    repo: TenantRepository, *, since: Any, window: timedelta, limit: int
+) -> tuple[Any, list[sa.Row[Any]]]:
+    """The database's clock and the org's events appended at or after `since` and within `window` of now (oldest
+    first): how a live org stream catches up when it may have missed notifications."""
+    now = await clock(repo)
+    query = (
+        repo.select(run_events, run_events.c.created_at >= since, run_events.c.created_at >= now - window)
+        .order_by(run_events.c.created_at, run_events.c.run_id, run_events.c.sequence)
+        .limit(limit)
+    )
+    return now, list((await repo.connection.execute(query)).all())
 
 
 # --- workers (every org, fenced by the lease) ---------------------------------------------------------------------

@@ -252,3 +252,48 @@ class Run(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class RunEvent(_message.Message):
+    """One thing that happened to a run, as appended to its event log in the transaction that made it happen."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run."""
+    sequence: _builtins.int
+    """Position in the run's log: 1, 2, 3, ... with no gaps (per run, not per org)."""
+    type: _builtins.str
+    """The event name: workflow_run_started, step_completed, step_skipped, step_failed, workflow_run_completed,
+    workflow_run_failed, workflow_run_condition_not_met, workflow_run_cancelled, ... (the webhook event names of
+    the Hyphen reference where they exist).
+    """
+    @_builtins.property
+    def data(self) -> _json_pb2.Json:
+        """The event's details (e.g. a step's index, type and status; a run's status or error)."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was appended."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        type: _builtins.str = ...,
+        data: _json_pb2.Json | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "data", b"data", "run_id", b"run_id", "sequence", b"sequence", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015

@@ -29,7 +29,7 @@ from hyphae.api.v1 import options_pb2 as hyphae_dot_api_dot_v1_dot_options__pb2
 from hyphae.runs.v1 import run_pb2 as hyphae_dot_runs_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hyphae/runs/v1/run_service.proto\x12\x0ehyphae.runs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\x1a\x18hyphae/runs/v1/run.proto\"]\n\x16\x45xecuteWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x05input\x18\x02 \x01(\x0b\x32\x13.hyphae.api.v1.JsonB\x04\xe2\x41\x01\x02\"i\n\x17\x45xecuteWorkflowResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.hyphae.runs.v1.RunStatus\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\"+\n\x13GetRunStatusRequest\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x14GetRunStatusResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.hyphae.runs.v1.Run\"\x97\x01\n\x0fListRunsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.hyphae.runs.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06offset\x18\x06 \x01(\x05\"N\n\x10ListRunsResponse\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.hyphae.runs.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x10\x43\x61ncelRunRequest\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x11\x43\x61ncelRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.hyphae.runs.v1.Run2\xcc\x04\n\nRunService\x12\x95\x01\n\x0f\x45xecuteWorkflow\x12&.hyphae.runs.v1.ExecuteWorkflowRequest\x1a\'.hyphae.runs.v1.ExecuteWorkflowResponse\"1\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02%\" /workflows/{workflow_id}/execute:\x01*\x12\x9a\x01\n\x0cGetRunStatus\x12#.hyphae.runs.v1.GetRunStatusRequest\x1a$.hyphae.runs.v1.GetRunStatusResponse\"?\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x33\x12\x15/runs/{run_id}/statusZ\x15\x12\x0e/runs/{run_id}b\x03runb\x03run\x12\x83\x01\n\x08ListRuns\x12\x1f.hyphae.runs.v1.ListRunsRequest\x1a .hyphae.runs.v1.ListRunsResponse\"4\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02(\x12\x05/runsZ\x1f\x12\x1d/workflows/{workflow_id}/runs\x12}\n\tCancelRun\x12 .hyphae.runs.v1.CancelRunRequest\x1a!.hyphae.runs.v1.CancelRunResponse\"+\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x1f\"\x15/runs/{run_id}/cancel:\x01*b\x03run\x1a\x04\xd0\xf3\x18\x01\x42\x04\xc8\xf3\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hyphae/runs/v1/run_service.proto\x12\x0ehyphae.runs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\x1a\x18hyphae/runs/v1/run.proto\"]\n\x16\x45xecuteWorkflowRequest\x12\x19\n\x0bworkflow_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x05input\x18\x02 \x01(\x0b\x32\x13.hyphae.api.v1.JsonB\x04\xe2\x41\x01\x02\"i\n\x17\x45xecuteWorkflowResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.hyphae.runs.v1.RunStatus\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\"+\n\x13GetRunStatusRequest\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x14GetRunStatusResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.hyphae.runs.v1.Run\"\x97\x01\n\x0fListRunsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.hyphae.runs.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06offset\x18\x06 \x01(\x05\"N\n\x10ListRunsResponse\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.hyphae.runs.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x10\x43\x61ncelRunRequest\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x11\x43\x61ncelRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.hyphae.runs.v1.Run\"\\\n\x0fWatchRunRequest\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x1b\n\x13stop_when_caught_up\x18\x03 \x01(\x08\"M\n\x10WatchRunResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.hyphae.runs.v1.RunEvent\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"#\n\x12WatchEventsRequest\x12\r\n\x05types\x18\x01 \x03(\t\">\n\x13WatchEventsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.hyphae.runs.v1.RunEvent2\xce\x06\n\nRunService\x12\x95\x01\n\x0f\x45xecuteWorkflow\x12&.hyphae.runs.v1.ExecuteWorkflowRequest\x1a\'.hyphae.runs.v1.ExecuteWorkflowResponse\"1\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02%\" /workflows/{workflow_id}/execute:\x01*\x12\x9a\x01\n\x0cGetRunStatus\x12#.hyphae.runs.v1.GetRunStatusRequest\x1a$.hyphae.runs.v1.GetRunStatusResponse\"?\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x33\x12\x15/runs/{run_id}/statusZ\x15\x12\x0e/runs/{run_id}b\x03runb\x03run\x12\x83\x01\n\x08ListRuns\x12\x1f.hyphae.runs.v1.ListRunsRequest\x1a .hyphae.runs.v1.ListRunsResponse\"4\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02(\x12\x05/runsZ\x1f\x12\x1d/workflows/{workflow_id}/runs\x12}\n\tCancelRun\x12 .hyphae.runs.v1.CancelRunRequest\x1a!.hyphae.runs.v1.CancelRunResponse\"+\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x1f\"\x15/runs/{run_id}/cancel:\x01*b\x03run\x12\x8e\x01\n\x08WatchRun\x12\x1f.hyphae.runs.v1.WatchRunRequest\x1a .hyphae.runs.v1.WatchRunResponse\"=\xda\xf3\x18\x1c\x08\x02\"\x0e\x61\x66ter_sequence*\x08sequence\x82\xd3\xe4\x93\x02\x17\x12\x15/runs/{run_id}/events0\x01\x12o\n\x0bWatchEvents\x12\".hyphae.runs.v1.WatchEventsRequest\x1a#.hyphae.runs.v1.WatchEventsResponse\"\x15\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\t\x12\x07/events0\x01\x1a\x04\xd0\xf3\x18\x01\x42\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNSTATUSREQUEST'].fields_by_name['run_id']._serialized_options = b'\342A\001\002'
   _globals['_CANCELRUNREQUEST'].fields_by_name['run_id']._loaded_options = None
   _globals['_CANCELRUNREQUEST'].fields_by_name['run_id']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHRUNREQUEST'].fields_by_name['run_id']._loaded_options = None
+  _globals['_WATCHRUNREQUEST'].fields_by_name['run_id']._serialized_options = b'\342A\001\002'
   _globals['_RUNSERVICE']._loaded_options = None
   _globals['_RUNSERVICE']._serialized_options = b'\320\363\030\001'
   _globals['_RUNSERVICE'].methods_by_name['ExecuteWorkflow']._loaded_options = None
@@ -55,6 +57,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\332\363\030\002\010\002\202\323\344\223\002(\022\005/runsZ\037\022\035/workflows/{workflow_id}/runs'
   _globals['_RUNSERVICE'].methods_by_name['CancelRun']._loaded_options = None
   _globals['_RUNSERVICE'].methods_by_name['CancelRun']._serialized_options = b'\332\363\030\002\010\004\202\323\344\223\002\037\"\025/runs/{run_id}/cancel:\001*b\003run'
+  _globals['_RUNSERVICE'].methods_by_name['WatchRun']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['WatchRun']._serialized_options = b'\332\363\030\034\010\002\"\016after_sequence*\010sequence\202\323\344\223\002\027\022\025/runs/{run_id}/events'
+  _globals['_RUNSERVICE'].methods_by_name['WatchEvents']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['WatchEvents']._serialized_options = b'\332\363\030\002\010\002\202\323\344\223\002\t\022\007/events'
   _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=196
   _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=289
   _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_start=291
@@ -71,6 +77,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELRUNREQUEST']._serialized_end=791
   _globals['_CANCELRUNRESPONSE']._serialized_start=793
   _globals['_CANCELRUNRESPONSE']._serialized_end=846
-  _globals['_RUNSERVICE']._serialized_start=849
-  _globals['_RUNSERVICE']._serialized_end=1437
+  _globals['_WATCHRUNREQUEST']._serialized_start=848
+  _globals['_WATCHRUNREQUEST']._serialized_end=940
+  _globals['_WATCHRUNRESPONSE']._serialized_start=942
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1019
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1021
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1056
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1058
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1120
+  _globals['_RUNSERVICE']._serialized_start=1123
+  _globals['_RUNSERVICE']._serialized_end=1969
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,16 @@ class RunServiceStub:
                 request_serializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/hyphae.runs.v1.RunService/WatchRun',
+                request_serializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchRunRequest.SerializeToString,
+                response_deserializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchRunResponse.FromString,
+                _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/hyphae.runs.v1.RunService/WatchEvents',
+                request_serializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchEventsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -89,6 +99,25 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRun(self, request, context):
+        """The run's events in order: those after `after_sequence` first, then live ones as they are appended, until the
+        run's final event (completed, failed, condition_not_met or cancelled); a paused run keeps the stream open.
+        REST: Server-Sent Events (`id:` = the event's sequence; a reconnect's `Last-Event-ID` resumes after it), or
+        NDJSON with `Accept: application/x-ndjson`. (Our addition to the Hyphen API.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEvents(self, request, context):
+        """Every event of the caller's org from now on, of every run, as they are appended. Live only: events are
+        sequenced per run, so there is no org-wide position to resume from; to catch up on one run, use WatchRun with
+        its after_sequence. (Our addition to the Hyphen API.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +140,16 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.CancelRunRequest.FromString,
                     response_serializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchRunRequest.FromString,
+                    response_serializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchRunResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchEventsRequest.FromString,
+                    response_serializer=hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +261,60 @@ class RunService:
             '/hyphae.runs.v1.RunService/CancelRun',
             hyphae_dot_runs_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
             hyphae_dot_runs_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hyphae.runs.v1.RunService/WatchRun',
+            hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchRunRequest.SerializeToString,
+            hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hyphae.runs.v1.RunService/WatchEvents',
+            hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchEventsRequest.SerializeToString,
+            hyphae_dot_runs_dot_v1_dot_run__service__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,17 @@ class RunServiceStub:
     """Runs of the org (or of one workflow), newest first. (Our addition to the Hyphen API.)"""
     CancelRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunRequest, _run_service_pb2.CancelRunResponse]
     """Cancels a running or paused run; a finished run answers 409. (Our addition to the Hyphen API.)"""
+    WatchRun: _grpc.UnaryStreamMultiCallable[_run_service_pb2.WatchRunRequest, _run_service_pb2.WatchRunResponse]
+    """The run's events in order: those after `after_sequence` first, then live ones as they are appended, until the
+    run's final event (completed, failed, condition_not_met or cancelled); a paused run keeps the stream open.
+    REST: Server-Sent Events (`id:` = the event's sequence; a reconnect's `Last-Event-ID` resumes after it), or
+    NDJSON with `Accept: application/x-ndjson`. (Our addition to the Hyphen API.)
+    """
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_run_service_pb2.WatchEventsRequest, _run_service_pb2.WatchEventsResponse]
+    """Every event of the caller's org from now on, of every run, as they are appended. Live only: events are
+    sequenced per run, so there is no org-wide position to resume from; to catch up on one run, use WatchRun with
+    its after_sequence. (Our addition to the Hyphen API.)
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -55,6 +66,17 @@ class RunServiceAsyncStub(RunServiceStub):
     """Runs of the org (or of one workflow), newest first. (Our addition to the Hyphen API.)"""
     CancelRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunRequest, _run_service_pb2.CancelRunResponse]  # type: ignore[assignment]
     """Cancels a running or paused run; a finished run answers 409. (Our addition to the Hyphen API.)"""
+    WatchRun: _aio.UnaryStreamMultiCallable[_run_service_pb2.WatchRunRequest, _run_service_pb2.WatchRunResponse]  # type: ignore[assignment]
+    """The run's events in order: those after `after_sequence` first, then live ones as they are appended, until the
+    run's final event (completed, failed, condition_not_met or cancelled); a paused run keeps the stream open.
+    REST: Server-Sent Events (`id:` = the event's sequence; a reconnect's `Last-Event-ID` resumes after it), or
+    NDJSON with `Accept: application/x-ndjson`. (Our addition to the Hyphen API.)
+    """
+    WatchEvents: _aio.UnaryStreamMultiCallable[_run_service_pb2.WatchEventsRequest, _run_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
+    """Every event of the caller's org from now on, of every run, as they are appended. Live only: events are
+    sequenced per run, so there is no org-wide position to resume from; to catch up on one run, use WatchRun with
+    its after_sequence. (Our addition to the Hyphen API.)
+    """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Runs of workflows: start one, follow it, list them, cancel one."""
@@ -90,5 +112,28 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.CancelRunResponse, _abc.Awaitable[_run_service_pb2.CancelRunResponse]]:
         """Cancels a running or paused run; a finished run answers 409. (Our addition to the Hyphen API.)"""
+
+    @_abc_1.abstractmethod
+    def WatchRun(
+        self,
+        request: _run_service_pb2.WatchRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_run_service_pb2.WatchRunResponse], _abc.AsyncIterator[_run_service_pb2.WatchRunResponse]]:
+        """The run's events in order: those after `after_sequence` first, then live ones as they are appended, until the
+        run's final event (completed, failed, condition_not_met or cancelled); a paused run keeps the stream open.
+        REST: Server-Sent Events (`id:` = the event's sequence; a reconnect's `Last-Event-ID` resumes after it), or
+        NDJSON with `Accept: application/x-ndjson`. (Our addition to the Hyphen API.)
+        """
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _run_service_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_run_service_pb2.WatchEventsResponse], _abc.AsyncIterator[_run_service_pb2.WatchEventsResponse]]:
+        """Every event of the caller's org from now on, of every run, as they are appended. Live only: events are
+        sequenced per run, so there is no org-wide position to resume from; to catch up on one run, use WatchRun with
+        its after_sequence. (Our addition to the Hyphen API.)
+        """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
