@@ -145,7 +145,9 @@ class GrpcServing:
 
 @contextlib.asynccontextmanager
 async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox) -> AsyncIterator[Worker]:
-    """This process's worker (started only when settings.workers > 0)."""
+    """This process's worker (started only when settings.workers > 0), and next to it the scheduler."""
+    from server.runtime.scheduler import Scheduler, running_scheduler
+
     policy = outbound.OutboundPolicy(allow=settings.outbound_allow)
     async with outbound.new_client() as client:
         worker = Worker(
@@ -157,7 +159,8 @@ async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox
         if settings.workers <= 0:
             yield worker
             return
-        async with running_worker(worker):
+        # Every worker process also fires due schedules; the schedulers coordinate through Postgres.
+        async with running_worker(worker), running_scheduler(Scheduler(engine, worker.wake)):
             yield worker
 
 

@@ -54,9 +54,12 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(stop))
         try:
             while not stop.is_set():
-                claimed = await self._claim()
-                if claimed == 0:
-                    self._wake.clear()
+                # Cleared before claiming: a run queued (or a slot freed) while we claim sets it again, so the wait
+                # below returns at once instead of sleeping until the next poll.
+                self._wake.clear()
+                free = self.concurrency - len(self._running)
+                claimed = await self._claim(free) if free > 0 else 0
+                if free <= 0 or claimed < free:
                     waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
                     await asyncio.wait(waits, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
                     for waiting in waits:
@@ -80,12 +83,8 @@ class Worker:
         except Exception:
             log.warning("could not expire interrupts; will retry", exc_info=True)
 
-    async def _claim(self) -> int:
+    async def _claim(self, free: int) -> int:
         await self._expire_interrupts()
-        free = self.concurrency - len(self._running)
-        if free <= 0:
-            await asyncio.sleep(0.05)
-            return 0
         try:
             async with connect(self.engine) as connection:
                 rows = await store.claim(connection, self.owner, lease_seconds=self.lease_seconds, limit=free)
@@ -110,6 +109,7 @@ class Worker:
             log.exception("run %s: unexpected error; its lease will expire and another worker will retry", lease.run_id)
         finally:
             self._running.pop(lease.run_id, None)
+            self._wake.set()  # a slot is free: claim the next queued run now
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

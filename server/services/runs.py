@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from hyphae.api.v1 import json_pb2
@@ -13,14 +12,12 @@ from hyphae.runs.v1 import run_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
-from server.domain import evaluate
 from server.errors import InvalidArgument
-from server.ids import new_id
 from server.runtime.events import EventHub, Notice, listen_url
+from server.runtime.launch import start_run
 from server.services import Context, timestamp
 from server.store import pagination, tenant
 from server.store import runs as store
-from server.store import workflows as workflow_store
 
 RUN_STATUS = {
     "running": run_pb2.RUN_STATUS_RUNNING,
@@ -113,15 +110,8 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         value = jsonvalue.parse(request.input, "input")
         if not isinstance(value, dict):
             raise InvalidArgument('must be a JSON object: the body is {"input": {...}}', field="input")
-        run_id = new_id("run")
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        run_context = evaluate.new_context(value, run_id=run_id, now=now)
-        context_raw = json.dumps(run_context, separators=(",", ":"), ensure_ascii=False)
         async with tenant(self.engine, auth.org_id()) as repo:
-            workflow = await workflow_store.get(repo, request.workflow_id)
-            await store.create(
-                repo, workflow=workflow, input_raw=request.input.raw, context_raw=context_raw, run_id=run_id
-            )
+            workflow, run_id = await start_run(repo, request.workflow_id, value, request.input.raw)
         self.wake_workers()
         return pb.ExecuteWorkflowResponse(run_id=run_id, status=run_pb2.RUN_STATUS_RUNNING, workflow_id=workflow.id)
 

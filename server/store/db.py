@@ -29,11 +29,13 @@ def sqlalchemy_url(url: str) -> str:
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # hide_parameters: errors and logs never carry bound values (emails, token hashes, sealed secrets).
+    # No pre-ping: it costs a round trip (and a counted transaction) per checkout. After a database restart the
+    # first use of each stale connection fails (503 / a retried worker step) and the pool replaces it.
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         pool_recycle=1800,
         hide_parameters=True,
     )

@@ -179,3 +179,20 @@ interrupts = sa.Table(
         postgresql_where=sa.text("status = 'pending' AND expires_at IS NOT NULL"),
     ),
 )
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("workflow_id", sa.Text, primary_key=True),
+    # definition.schedule, canonical JSON (server.domain.schedule.canonical)
+    sa.Column("spec", sa.Text, nullable=False),
+    # When the schedule was created or last changed: `every` counts from it.
+    sa.Column("anchor", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
+    # The last run the schedule started: while it is running or paused, the next tick waits (runs do not overlap).
+    sa.Column("last_run_id", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.ForeignKeyConstraint(["org_id", "workflow_id"], ["workflows.org_id", "workflows.id"], ondelete="CASCADE"),
+    sa.Index("ix_schedules_next_due_at", "next_due_at"),
+)
