@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import jsonvalue
 from server.crypto import Sealed, SecretBox, config_context
-from server.domain import evaluate, matcher
+from server.domain import dsl, evaluate, matcher
 from server.runtime import outbound
 from server.store import TenantRepository, interrupts
 from server.store import runs as store
@@ -51,10 +51,28 @@ class Outcome:
     on_false: bool = False
     # paused: (kind, payload, ttl_seconds) of the interrupt to open
     interrupt: tuple[str, dict[str, Any], float | None] | None = None
+    # its row was written before it ran (steps with side effects: the idempotency key is on record first)
+    started: bool = False
 
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+
+class ActionCache:
+    """The org's registered actions, read once per execution and only if a step needs one."""
+
+    def __init__(self, executor: Executor, org_id: str) -> None:
+        self.executor = executor
+        self.org_id = org_id
+        self._actions: dict[str, action_pb2.Action] | None = None
+
+    async def get(self, step_type: str) -> action_pb2.Action | None:
+        if step_type in dsl.PRIMITIVES:
+            return None
+        if self._actions is None:
+            self._actions = await self.executor.load_actions(self.org_id)
+        return self._actions.get(step_type)
 
 
 class Executor:
@@ -67,10 +85,13 @@ class Executor:
         self.client = client
 
     async def execute(self, lease: store.Lease, row: Any) -> None:
+        """Run the steps from `current_step`. Per step one transaction commits its result, the context and its
+        event (plus, for a step with a side effect, one before it records the attempt and its idempotency key);
+        the last step's transaction also completes the run."""
         definition = jsonvalue.loads(row.definition)
         context: dict[str, Any] = jsonvalue.loads(row.context)
         steps: list[Any] = definition.get("actions", [])[:MAX_STEPS]
-        registered = await self._actions(lease.org_id)
+        registered = ActionCache(self, lease.org_id)
         if row.current_step == 0 and definition.get("condition") is not None:
             try:
                 met = evaluate.evaluate_condition(definition["condition"], context, "definition.condition")
@@ -80,6 +101,9 @@ class Executor:
             if not met:
                 await self._finish(lease, "condition_not_met", context, None, "", "workflow_run_condition_not_met")
                 return
+        if row.current_step >= len(steps):  # resumed after its last step (an answered final approval)
+            await self._finish(lease, "completed", context, row.output, "", "workflow_run_completed")
+            return
         last_output: Any = None
         for index in range(row.current_step, len(steps)):
             outcome = await self._step(lease, index, steps[index], context, registered)
@@ -87,51 +111,48 @@ class Executor:
                 await self._pause(lease, index, outcome, context)
                 return
             context.update(outcome.context_updates)
-            async with connect(self.engine) as connection:
-                await store.hold(connection, lease)
-                never_started = outcome.status == "skipped" or (
-                    bool(outcome.error) and await store.step_row(connection, lease, index) is None
-                )
-                if never_started:  # filter false, or failed before starting: the step still gets its row
-                    await store.start_step(
-                        connection, lease, index, step_type=outcome.step_type, idempotency_key=f"{lease.run_id}:{index}"
-                    )
-                await store.finish_step(
-                    connection,
-                    lease,
-                    index,
-                    status=outcome.status,
-                    output_key=outcome.output_key,
-                    output=None if outcome.output is None else dumps(outcome.output),
-                    error=outcome.error,
-                    on_false=outcome.on_false,
-                )
-                event = {"index": index, "type": outcome.step_type, "status": outcome.status}
-                if outcome.status == "failed":
-                    await store.append_event(connection, lease.org_id, lease.run_id, "step_failed", event)
-                    await store.finish(
-                        connection,
-                        lease,
-                        status="failed",
-                        context=dumps(context),
-                        output=None,
-                        error=f"step {index} ({outcome.step_type}): {outcome.error}",
-                    )
-                    await store.append_event(
-                        connection, lease.org_id, lease.run_id, "workflow_run_failed", {"error": outcome.error}
-                    )
-                    return
-                await store.append_event(connection, lease.org_id, lease.run_id, f"step_{outcome.status}", event)
-                await store.advance(connection, lease, context=dumps(context), current_step=index + 1)
             if outcome.status == "completed":
                 last_output = outcome.output
-        await self._finish(
+            final = outcome.status == "failed" or index == len(steps) - 1
+            async with connect(self.engine) as connection:
+                await store.hold(connection, lease)
+                await self._record_step(connection, lease, index, outcome)
+                event = {"index": index, "type": outcome.step_type, "status": outcome.status}
+                await store.append_event(connection, lease.org_id, lease.run_id, f"step_{outcome.status}", event)
+                if not final:
+                    await store.advance(connection, lease, context=dumps(context), current_step=index + 1)
+                    continue
+                failed = outcome.status == "failed"
+                await store.finish(
+                    connection,
+                    lease,
+                    status="failed" if failed else "completed",
+                    context=dumps(context),
+                    output=None if failed or last_output is None else dumps(last_output),
+                    error=f"step {index} ({outcome.step_type}): {outcome.error}" if failed else "",
+                )
+                kind, data = (
+                    ("workflow_run_failed", {"error": outcome.error})
+                    if failed
+                    else ("workflow_run_completed", {"status": "completed"})
+                )
+                await store.append_event(connection, lease.org_id, lease.run_id, kind, data)
+                return
+
+    async def _record_step(self, connection: Any, lease: store.Lease, index: int, outcome: Outcome) -> None:
+        if not outcome.started:  # skipped, side-effect free, or failed before starting: one write makes its row
+            await store.start_step(
+                connection, lease, index, step_type=outcome.step_type, idempotency_key=f"{lease.run_id}:{index}"
+            )
+        await store.finish_step(
+            connection,
             lease,
-            "completed",
-            context,
-            None if last_output is None else dumps(last_output),
-            "",
-            "workflow_run_completed",
+            index,
+            status=outcome.status,
+            output_key=outcome.output_key,
+            output=None if outcome.output is None else dumps(outcome.output),
+            error=outcome.error,
+            on_false=outcome.on_false,
         )
 
     async def _pause(self, lease: store.Lease, index: int, outcome: Outcome, context: dict[str, Any]) -> None:
@@ -140,16 +161,7 @@ class Executor:
         kind, payload, ttl = outcome.interrupt
         async with connect(self.engine) as connection:
             await store.hold(connection, lease)
-            await store.finish_step(
-                connection,
-                lease,
-                index,
-                status="paused",
-                output_key=outcome.output_key,
-                output=None,
-                error="",
-                on_false=outcome.on_false,
-            )
+            await self._record_step(connection, lease, index, outcome)
             await interrupts.open_interrupt(connection, lease, index=index, kind=kind, payload=payload, ttl_seconds=ttl)
             await store.advance(connection, lease, context=dumps(context), current_step=index)
             await store.finish(connection, lease, status="paused", context=dumps(context), output=None, error="")
@@ -171,10 +183,10 @@ class Executor:
             raise StepFailed(str(exc)) from None
 
     async def _step(
-        self, lease: store.Lease, index: int, step: dict[str, Any], context: dict[str, Any], registered: dict[str, Any]
+        self, lease: store.Lease, index: int, step: dict[str, Any], context: dict[str, Any], registered: ActionCache
     ) -> Outcome:
         step_type = str(step.get("type", ""))
-        on_false = False
+        on_false = started = False
         try:
             condition = (step.get("filter") or {}).get("condition", step.get("condition"))
             if condition is not None and not self._condition(condition, context, f"definition.actions[{index}].filter"):
@@ -182,22 +194,30 @@ class Executor:
                     return Outcome("skipped", step_type)
                 step, on_false = step["onFalse"], True
                 step_type = str(step.get("type", ""))
-            async with connect(self.engine) as connection:
-                await store.hold(connection, lease)
-                await store.start_step(
-                    connection, lease, index, step_type=step_type, idempotency_key=f"{lease.run_id}:{index}"
-                )
+            action = await registered.get(step_type)
+            if step_type == "loop" or (action is not None and action.kind != action_pb2.ACTION_KIND_MATCHER):
+                # a side effect follows: the attempt and its idempotency key are on record before it
+                async with connect(self.engine) as connection:
+                    await store.hold(connection, lease)
+                    await store.start_step(
+                        connection, lease, index, step_type=step_type, idempotency_key=f"{lease.run_id}:{index}"
+                    )
+                started = True
             outcome = await self._run_step(lease, f"{lease.run_id}:{index}", step, step_type, context, registered)
         except (StepFailed, evaluate.EvaluationError, matcher.MatcherError, outbound.OutboundError) as exc:
-            return Outcome("failed", step_type, error=str(exc), on_false=on_false)
+            return Outcome("failed", step_type, error=str(exc), on_false=on_false, started=started)
         except store.LeaseLost:
             raise
         except Exception:  # a bug, not the step's fault: fail the step rather than retry it forever
             log.exception("run %s step %d (%s) failed unexpectedly", lease.run_id, index, step_type)
             return Outcome(
-                "failed", step_type, error="internal error while running the step (logged)", on_false=on_false
+                "failed",
+                step_type,
+                error="internal error while running the step (logged)",
+                on_false=on_false,
+                started=started,
             )
-        outcome.on_false = on_false
+        outcome.on_false, outcome.started = on_false, started
         return outcome
 
     async def _run_step(
@@ -207,14 +227,14 @@ class Executor:
         step: dict[str, Any],
         step_type: str,
         context: dict[str, Any],
-        registered: dict[str, Any],
+        registered: ActionCache,
         depth: int = 0,
     ) -> Outcome:
         """One step (its filter already passed); `key` is the idempotency key of its side effects."""
         if step_type == "loop":
             return await self._loop(lease, key, step, context, registered, depth)
         properties = evaluate.resolve(step.get("properties") or {}, context)
-        action = registered.get(step_type)
+        action = await registered.get(step_type)
         if step_type == "matcher":
             return self._matcher(step_type, properties, step)
         if step_type == "PbotApproval":
@@ -255,7 +275,7 @@ class Executor:
         key: str,
         step: dict[str, Any],
         context: dict[str, Any],
-        registered: dict[str, Any],
+        registered: ActionCache,
         depth: int,
     ) -> Outcome:
         """`foreach`: the inner steps for every item, up to max_concurrency items at a time.
@@ -383,7 +403,7 @@ class Executor:
         result = response.json_or_text() if action.passthrough else {"status": response.status}
         return evaluate.redact(result, secrets.values())
 
-    async def _actions(self, org_id: str) -> dict[str, action_pb2.Action]:
+    async def load_actions(self, org_id: str) -> dict[str, action_pb2.Action]:
         async with connect(self.engine) as connection:
             repo = TenantRepository(connection, org_id)
             rows = (await connection.execute(repo.select(actions_table))).all()
