@@ -55,7 +55,9 @@ def test_two_workers_run_each_queued_run_exactly_once(fresh_database: str, data_
                 if left == 0:
                     break
                 time.sleep(0.5)
-            statuses = dict(connection.execute(sa.text("SELECT status, count(*) FROM runs GROUP BY status")).all())
+            statuses: dict[str, int] = dict(
+                connection.execute(sa.text("SELECT status, count(*) FROM runs GROUP BY status")).all()
+            )
             attempts = connection.execute(sa.text("SELECT max(attempts), count(*) FROM run_steps")).one()
             completions = connection.execute(
                 sa.text("SELECT count(*), count(DISTINCT run_id) FROM run_events WHERE type = 'workflow_run_completed'")
