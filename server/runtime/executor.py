@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
+import psycopg.conninfo
 from hyphae.actions.v1 import action_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +36,7 @@ MAX_STEPS = 1000
 MAX_LOOP_ITEMS = 10_000
 MAX_LOOP_CONCURRENCY = 50
 MAX_LOOP_DEPTH = 4
+MAX_DB_ROWS = 10_000
 log = logging.getLogger("hyphae.executor")
 
 
@@ -267,6 +271,12 @@ class Executor:
             output = await self._http(lease, key, action, properties, context)
             key = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
             return Outcome("completed", step_type, output=output, output_key=key, context_updates={key: output})
+        if action is not None and action.kind == action_pb2.ACTION_KIND_DB:
+            output = await self._db(lease, action, properties, context)
+            key_name = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
+            return Outcome(
+                "completed", step_type, output=output, output_key=key_name, context_updates={key_name: output}
+            )
         raise StepFailed(f"step type {step_type!r} cannot be executed yet by this server version")
 
     async def _loop(
@@ -403,6 +413,54 @@ class Executor:
         result = response.json_or_text() if action.passthrough else {"status": response.status}
         return evaluate.redact(result, secrets.values())
 
+    async def _db(
+        self, lease: store.Lease, action: action_pb2.Action, properties: dict[str, Any], context: dict[str, Any]
+    ) -> Any:
+        """A parameterised query on the org's own Postgres (never Hyphae's database): rows as objects for a query
+        that returns rows (at most MAX_DB_ROWS), else {"rowCount": n}. Values are bound, never interpolated."""
+        datasource = str(evaluate.resolve(action.datasource, context, scopes=[properties]))
+        secrets = await self._secrets(lease.org_id, evaluate.secret_keys(datasource))
+        datasource = str(evaluate.substitute_secrets(datasource, secrets))
+        params = (
+            evaluate.resolve(jsonvalue.parse(action.params, "params"), context, scopes=[properties])
+            if (action.HasField("params"))
+            else []
+        )
+        if not isinstance(params, list):
+            raise StepFailed("params must resolve to a list")
+        if not datasource.startswith(("postgresql://", "postgres://")):
+            raise StepFailed("db actions support postgresql:// datasources only")
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(datasource)
+        except psycopg.ProgrammingError:
+            raise StepFailed("the datasource is not a valid postgresql:// URL") from None
+        host, port = str(info.get("host") or ""), int(info.get("port") or 5432)
+        if not host or host.startswith("/") or "," in host:
+            raise StepFailed("the datasource must name one TCP host")
+        addresses = await outbound.checked_addresses(host, port, self.policy)
+        own = self.engine.url
+        if (
+            own.port in (port, None)
+            and own.database == info.get("dbname")
+            and (own.host in (host, None) or any(str(a) == own.host for a in addresses))
+        ):
+            raise StepFailed("db actions cannot query Hyphae's own database")
+        query, ordered = positional_query(action.query, params)
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                datasource, hostaddr=str(addresses[0]), connect_timeout=10, autocommit=True
+            ) as connection:
+                await connection.execute("SET statement_timeout = 30000")
+                cursor = await connection.execute(query, ordered)
+                if cursor.description is None:
+                    return {"rowCount": cursor.rowcount}
+                columns = [column.name for column in cursor.description]
+                rows = await cursor.fetchmany(MAX_DB_ROWS)
+                return [dict(zip(columns, row, strict=True)) for row in rows]
+        except psycopg.Error as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StepFailed(f"query failed: {evaluate.redact(message, secrets.values())}") from None
+
     async def load_actions(self, org_id: str) -> dict[str, action_pb2.Action]:
         async with connect(self.engine) as connection:
             repo = TenantRepository(connection, org_id)
@@ -424,3 +482,21 @@ class Executor:
         if missing:
             raise StepFailed(f"org config key {missing[0]!r} is not set; add it with POST /org-config")
         return found
+
+
+_POSITIONAL = re.compile(r"\$(\d+)")
+
+
+def positional_query(query: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """`$1, $2` placeholders (as the docs write them) to psycopg's `%s`, with the values in placeholder order."""
+    ordered: list[Any] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        number = int(match.group(1))
+        if not 1 <= number <= len(params):
+            raise StepFailed(f"the query uses ${number} but params has {len(params)} value(s)")
+        value = params[number - 1]
+        ordered.append(json.dumps(value) if isinstance(value, (dict, list)) else value)
+        return "%s"
+
+    return _POSITIONAL.sub(placeholder, query.replace("%", "%%")), ordered

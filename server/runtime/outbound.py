@@ -336,6 +336,12 @@ async def _open(
     raise OutboundError("network", _network_message(method, url, last))
 
 
+async def checked_addresses(host: str, port: int, policy: OutboundPolicy) -> list[IPAddress]:
+    """The addresses of host:port that a non-HTTP client (a db action's Postgres connection) may reach; connect to
+    one of these, not to the name again. OutboundError (blocked_address, network) otherwise."""
+    return await _checked_addresses(httpx.URL(scheme="tcp", host=host, port=port), policy, None)
+
+
 async def _checked_addresses(url: httpx.URL, policy: OutboundPolicy, previous: httpx.URL | None) -> list[IPAddress]:
     """The host's addresses, all allowed; OutboundError if any one is not (or the name does not resolve)."""
     host = url.host
