@@ -28,7 +28,7 @@ from server.embedded_pg import EmbeddedPostgres
 from server.interceptors import Gatekeeper
 from server.ratelimit import RateLimiter
 from server.runtime import outbound
-from server.runtime.executor import Executor
+from server.runtime.executor import Executor, LlmDefaults
 from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
 from server.services.approvals import ApprovalService
@@ -152,7 +152,13 @@ async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox
     async with outbound.new_client() as client:
         worker = Worker(
             engine,
-            Executor(engine, box, policy, client),
+            Executor(
+                engine,
+                box,
+                policy,
+                client,
+                LlmDefaults(settings.llm_base_url, settings.llm_api_key, settings.llm_model),
+            ),
             concurrency=max(settings.workers, 1),
             lease_seconds=settings.lease_seconds,
         )

@@ -42,6 +42,10 @@ class Settings:
     lease_seconds: float = 30.0
     # Hosts, IPs or CIDRs that actions may reach even though they are private/loopback (HYPHAE_OUTBOUND_ALLOW).
     outbound_allow: tuple[str, ...] = ()
+    # OpenAI-compatible model endpoint used by llm steps unless the org sets settings:llm_base_url / api:llm_api_key.
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_api_key: str = ""
+    llm_model: str = "gpt-4o-mini"
 
     @property
     def embedded(self) -> bool:
@@ -67,6 +71,9 @@ class Settings:
             db_pool_size=int(os.environ.get("HYPHAE_DB_POOL_SIZE", "10")),
             workers=int(os.environ.get("HYPHAE_WORKERS", "4")),
             lease_seconds=float(os.environ.get("HYPHAE_LEASE_SECONDS", "30")),
+            llm_base_url=os.environ.get("HYPHAE_LLM_BASE_URL", "https://api.openai.com/v1"),
+            llm_api_key=os.environ.get("HYPHAE_LLM_API_KEY", ""),
+            llm_model=os.environ.get("HYPHAE_LLM_MODEL", "gpt-4o-mini"),
             outbound_allow=tuple(
                 part.strip() for part in os.environ.get("HYPHAE_OUTBOUND_ALLOW", "").split(",") if part.strip()
             ),

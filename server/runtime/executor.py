@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import jsonvalue
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
-from server.runtime import outbound
+from server.runtime import llm, outbound
 from server.store import TenantRepository, interrupts
 from server.store import runs as store
 from server.store.db import connect
@@ -63,6 +63,15 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
 
+@dataclass(frozen=True)
+class LlmDefaults:
+    """The server's model endpoint; an org overrides it with settings:llm_base_url and api:llm_api_key."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    model: str = "gpt-4o-mini"
+
+
 class ActionCache:
     """The org's registered actions, read once per execution and only if a step needs one."""
 
@@ -81,12 +90,18 @@ class ActionCache:
 
 class Executor:
     def __init__(
-        self, engine: AsyncEngine, box: SecretBox, policy: outbound.OutboundPolicy, client: httpx.AsyncClient
+        self,
+        engine: AsyncEngine,
+        box: SecretBox,
+        policy: outbound.OutboundPolicy,
+        client: httpx.AsyncClient,
+        llm_defaults: LlmDefaults | None = None,
     ) -> None:
         self.engine = engine
         self.box = box
         self.policy = policy
         self.client = client
+        self.llm_defaults = llm_defaults or LlmDefaults()
 
     async def execute(self, lease: store.Lease, row: Any) -> None:
         """Run the steps from `current_step`. Per step one transaction commits its result, the context and its
@@ -271,6 +286,12 @@ class Executor:
             output = await self._http(lease, key, action, properties, context)
             key = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
             return Outcome("completed", step_type, output=output, output_key=key, context_updates={key: output})
+        if action is not None and action.kind == action_pb2.ACTION_KIND_LLM:
+            output = await self._llm(lease, key, action, properties, context)
+            key_name = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
+            return Outcome(
+                "completed", step_type, output=output, output_key=key_name, context_updates={key_name: output}
+            )
         if action is not None and action.kind == action_pb2.ACTION_KIND_DB:
             output = await self._db(lease, action, properties, context)
             key_name = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
@@ -413,6 +434,33 @@ class Executor:
         result = response.json_or_text() if action.passthrough else {"status": response.status}
         return evaluate.redact(result, secrets.values())
 
+    async def _llm(
+        self,
+        lease: store.Lease,
+        key: str,
+        action: action_pb2.Action,
+        properties: dict[str, Any],
+        context: dict[str, Any],
+    ) -> str:
+        """Fill the template from the step's properties (then the context) and ask the org's model."""
+        prompt = evaluate.stringify(evaluate.resolve(action.template, context, scopes=[properties]))
+        settings = await self._config(lease.org_id, {"settings:llm_base_url", "api:llm_api_key"})
+        defaults = self.llm_defaults
+        try:
+            return await llm.complete(
+                self.client,
+                self.policy,
+                base_url=settings.get("settings:llm_base_url") or defaults.base_url,
+                api_key=settings.get("api:llm_api_key") or defaults.api_key,
+                model=action.model if action.HasField("model") else defaults.model,
+                prompt=prompt,
+                max_tokens=action.max_tokens if action.HasField("max_tokens") else 1024,
+                temperature=action.temperature if action.HasField("temperature") else 0.7,
+                idempotency_key=key,
+            )
+        except (llm.LlmError, outbound.OutboundError) as exc:
+            raise StepFailed(str(evaluate.redact(str(exc), settings.values()))) from None
+
     async def _db(
         self, lease: store.Lease, action: action_pb2.Action, properties: dict[str, Any], context: dict[str, Any]
     ) -> Any:
@@ -467,7 +515,8 @@ class Executor:
             rows = (await connection.execute(repo.select(actions_table))).all()
         return {row.action_name: action_pb2.Action.FromString(row.spec) for row in rows}
 
-    async def _secrets(self, org_id: str, keys: set[str]) -> dict[str, str]:
+    async def _config(self, org_id: str, keys: set[str]) -> dict[str, str]:
+        """The org's config values of `keys` that are set (decrypted; JSON values as text)."""
         if not keys:
             return {}
         async with connect(self.engine) as connection:
@@ -478,6 +527,11 @@ class Executor:
             raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), config_context(org_id, row.key))
             value = json.loads(raw)
             found[row.key] = value if isinstance(value, str) else json.dumps(value)
+        return found
+
+    async def _secrets(self, org_id: str, keys: set[str]) -> dict[str, str]:
+        """Values of the orgconfig: references a step uses; every one must be set."""
+        found = await self._config(org_id, keys)
         missing = sorted(keys - set(found))
         if missing:
             raise StepFailed(f"org config key {missing[0]!r} is not set; add it with POST /org-config")
