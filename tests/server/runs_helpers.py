@@ -30,6 +30,23 @@ class Recorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorder.calls.append(
+                    {
+                        "method": "GET",
+                        "path": self.path,
+                        "body": None,
+                        "headers": dict(self.headers),
+                        "idempotency_key": self.headers.get("idempotency-key"),
+                    }
+                )
+                payload = json.dumps({"path": self.path, "reputation": "malicious"}).encode()
+                self.send_response(recorder.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")

@@ -19,6 +19,7 @@ class FakeModel:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.answer: str | None = None  # a fixed answer instead of "summary of: <prompt>"
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,7 +27,8 @@ class FakeModel:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
                 owner.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
                 prompt = body["messages"][-1]["content"]
-                answer = {"choices": [{"message": {"role": "assistant", "content": f"summary of: {prompt}"}}]}
+                content = owner.answer if owner.answer is not None else f"summary of: {prompt}"
+                answer = {"choices": [{"message": {"role": "assistant", "content": content}}]}
                 payload = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
