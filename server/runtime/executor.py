@@ -282,23 +282,22 @@ class Executor:
             }
             merged = {**evaluate.resolve(defaults, context, scopes=[properties]), **properties}
             return self._matcher(step_type, merged, step)
-        if action is not None and action.kind == action_pb2.ACTION_KIND_HTTP:
+        if action is None or action.kind not in (
+            action_pb2.ACTION_KIND_HTTP,
+            action_pb2.ACTION_KIND_LLM,
+            action_pb2.ACTION_KIND_DB,
+        ):
+            raise StepFailed(f"step type {step_type!r} cannot be executed yet by this server version")
+        if action.kind == action_pb2.ACTION_KIND_HTTP:
             output = await self._http(lease, key, action, properties, context)
-            key = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
-            return Outcome("completed", step_type, output=output, output_key=key, context_updates={key: output})
-        if action is not None and action.kind == action_pb2.ACTION_KIND_LLM:
+        elif action.kind == action_pb2.ACTION_KIND_LLM:
             output = await self._llm(lease, key, action, properties, context)
-            key_name = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
-            return Outcome(
-                "completed", step_type, output=output, output_key=key_name, context_updates={key_name: output}
-            )
-        if action is not None and action.kind == action_pb2.ACTION_KIND_DB:
+        else:
             output = await self._db(lease, action, properties, context)
-            key_name = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
-            return Outcome(
-                "completed", step_type, output=output, output_key=key_name, context_updates={key_name: output}
-            )
-        raise StepFailed(f"step type {step_type!r} cannot be executed yet by this server version")
+        output_key = str(step.get("outputKey") or (action.output_key if action.HasField("output_key") else step_type))
+        return Outcome(
+            "completed", step_type, output=output, output_key=output_key, context_updates={output_key: output}
+        )
 
     async def _loop(
         self,

@@ -123,7 +123,6 @@ async def resume(
         {"status": "running", "context": _dumps(context), "current_step": index + 1, "updated_at": now},
     )
     await run_store.append_event(repo.connection, repo.org_id, run.id, event, {"index": index, **answer})
-    await repo.connection.execute(sa.select(sa.func.pg_notify("hyphae_runs", repo.org_id)))
 
 
 async def expire_due(connection: AsyncConnection, limit: int = 100) -> int:

@@ -65,7 +65,6 @@ async def create(
         },
     )
     await append_event(repo.connection, repo.org_id, run_id, "workflow_run_started", {"workflow_id": workflow.id})
-    await repo.connection.execute(sa.select(sa.func.pg_notify("hyphae_runs", repo.org_id)))
     return row
 
 
