@@ -41,8 +41,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Apply migrations (blocking). Safe to call from several processes at once."""
+def migrate(url: str, revision: str = "heads") -> None:
+    """Apply migrations (blocking). Safe to call from several processes at once. `heads`: branches that
+    several lines of work opened from one revision all apply (they are relinked into one chain when merged)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
