@@ -1,0 +1,267 @@
+"""Documents over REST: upload, dedup, versions, download, PATCH, delete, audit, storage usage, limits, types."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ServerInfo
+
+CSV = b"invoice_id,vendor,amount\nINV-001,Acme Corp,10000.00\nINV-002,Globex Inc,4500.00\n"
+
+
+def upload(api: httpx.Client, content: bytes, filename: str = "data.csv", **fields: Any) -> httpx.Response:
+    data = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items()}
+    return api.post("/documents", files={"file": (filename, content, "application/octet-stream")}, data=data)
+
+
+def blobs_of(server: ServerInfo, org: str) -> list[Path]:
+    root = server.settings.data_dir / "blobs" / org
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def temp_files(server: ServerInfo) -> list[Path]:
+    root = server.settings.data_dir / "blobs" / "tmp"
+    return sorted(root.iterdir()) if root.exists() else []
+
+
+def test_upload_answers_201_with_the_documented_fields(api: httpx.Client) -> None:
+    answer = upload(
+        api,
+        CSV,
+        "transactions_q4.csv",
+        name="Q4 Transactions",
+        tags=["finance", "quarterly"],
+        metadata={"department": "accounting"},
+        ttl_days="90",
+    )
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["deduplicated"] is False
+    document = body["document"]
+    assert document["id"].startswith("doc_")
+    assert document["name"] == "Q4 Transactions"
+    assert document["content_type"] == "text/csv"
+    assert document["size_bytes"] == len(CSV)
+    assert document["checksum_sha256"] == hashlib.sha256(CSV).hexdigest()
+    assert document["current_version"] == 1
+    assert document["status"] == "ready"
+    assert document["tags"] == ["finance", "quarterly"]
+    assert document["metadata"] == {"department": "accounting"}
+    assert document["filename"] == "transactions_q4.csv"
+    assert document["expires_at"] > document["created_at"]
+    assert api.get(f"/documents/{document['id']}").json()["document"] == document
+
+
+def test_the_same_bytes_twice_give_one_document_and_one_blob(api: httpx.Client, server: ServerInfo, org: str) -> None:
+    first = upload(api, CSV, "a.csv").json()
+    second = upload(api, CSV, "b.csv", name="other name")
+    assert second.status_code == 201
+    assert second.json()["deduplicated"] is True
+    assert second.json()["document"]["id"] == first["document"]["id"]
+    assert len(blobs_of(server, org)) == 1
+    assert len(api.get("/documents").json()["documents"]) == 1
+
+
+def test_a_new_version_increments_current_version_and_both_download(api: httpx.Client) -> None:
+    document = upload(api, CSV).json()["document"]
+    newer = CSV + b"INV-003,Initech,7250.00\n"
+    answer = api.post(f"/documents/{document['id']}/versions", files={"file": ("data-v2.csv", newer)})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["document"]["current_version"] == 2
+    assert answer.json()["document"]["checksum_sha256"] == hashlib.sha256(newer).hexdigest()
+    current = api.get(f"/documents/{document['id']}/download")
+    assert current.status_code == 200
+    assert current.content == newer
+    assert current.headers["content-type"].startswith("text/csv")
+    assert 'filename="data-v2.csv"' in current.headers["content-disposition"]
+    old = api.get(f"/documents/{document['id']}/download", params={"version": 1})
+    assert old.content == CSV
+    assert api.get(f"/documents/{document['id']}/download", params={"version": 3}).status_code == 404
+
+
+def test_download_bytes_equal_upload_bytes(api: httpx.Client) -> None:
+    content = os.urandom(3 * 1024 * 1024 + 17)
+    document = upload(api, content, "photo.png").json()["document"]
+    assert document["content_type"] == "image/png"
+    with api.stream("GET", f"/documents/{document['id']}/download") as answer:
+        digest = hashlib.sha256()
+        for piece in answer.iter_bytes():
+            digest.update(piece)
+        assert answer.headers["content-length"] == str(len(content))
+    assert digest.hexdigest() == hashlib.sha256(content).hexdigest() == document["checksum_sha256"]
+
+
+def test_a_file_one_byte_over_50_mib_is_413_and_nothing_is_stored(
+    api: httpx.Client, server: ServerInfo, org: str
+) -> None:
+    limit = server.settings.max_document_bytes
+    assert limit == 50 * 1024 * 1024
+    answer = upload(api, b"x" * (limit + 1), "big.txt")
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"] == "Payload Too Large"
+    assert blobs_of(server, org) == []
+    assert not [p for p in temp_files(server) if p.stat().st_size > limit]
+    assert api.get("/documents").json()["documents"] == []
+    assert api.get("/documents/storage-usage").json()["document_count"] == 0
+    exactly = upload(api, b"y" * limit, "big.txt")
+    assert exactly.status_code == 201, exactly.text
+    assert exactly.json()["document"]["size_bytes"] == limit
+
+
+def test_an_unsupported_type_is_415(api: httpx.Client) -> None:
+    answer = upload(api, b"MZ...", "tool.exe")
+    assert answer.status_code == 415
+    assert "'.exe'" in answer.json()["message"]
+    assert ".csv" in answer.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "named"),
+    [
+        (None, {"name": "x"}, "file"),
+        ({"other": ("a.csv", b"a")}, {}, "other"),
+        ({"file": ("a.csv", b"a")}, {"tags": "not json"}, "tags"),
+        ({"file": ("a.csv", b"a")}, {"tags": '{"a": 1}'}, "tags"),
+        ({"file": ("a.csv", b"a")}, {"metadata": "[1]"}, "metadata"),
+        ({"file": ("a.csv", b"a")}, {"ttl_days": "soon"}, "ttl_days"),
+        ({"file": ("a.csv", b"a")}, {"ttl_days": "0"}, "ttl_days"),
+    ],
+)
+def test_multipart_errors_are_400_naming_the_part(
+    api: httpx.Client, files: dict[str, Any] | None, data: dict[str, str], named: str
+) -> None:
+    if files is None:  # a form without any file part
+        answer = api.post("/documents", files={name: (None, value) for name, value in data.items()})
+    else:
+        answer = api.post("/documents", files=files, data=data)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["message"].startswith(named), answer.text
+    assert api.get("/documents").json()["documents"] == []
+
+
+def test_a_json_body_instead_of_a_form_is_400(api: httpx.Client) -> None:
+    answer = api.post("/documents", json={"name": "x"})
+    assert answer.status_code == 400
+    assert "multipart/form-data" in answer.json()["message"]
+
+
+def test_bulk_upload_stores_each_file(api: httpx.Client) -> None:
+    answer = api.post(
+        "/documents/bulk-upload",
+        files=[("file", ("a.csv", b"a,b\n1,2\n")), ("file", ("b.json", b'{"x": 1}')), ("file", ("c.txt", b"hi"))],
+        data={"tags": '["batch"]'},
+    )
+    assert answer.status_code == 201, answer.text
+    documents = answer.json()["documents"]
+    assert [d["name"] for d in documents] == ["a.csv", "b.json", "c.txt"]
+    assert [d["content_type"] for d in documents] == ["text/csv", "application/json", "text/plain"]
+    assert all(d["tags"] == ["batch"] for d in documents)
+    assert {d["id"] for d in api.get("/documents", params={"tag": "batch"}).json()["documents"]} == {
+        d["id"] for d in documents
+    }
+
+
+def test_list_filters_and_pages(api: httpx.Client) -> None:
+    for index in range(3):
+        upload(api, f"a,b\n{index},x\n".encode(), f"report-{index}.csv", name=f"Report {index}", tags=["t"])
+    upload(api, b'{"a": 1}', "config.json", name="Config")
+    assert len(api.get("/documents", params={"content_type": "text/csv"}).json()["documents"]) == 3
+    assert [d["name"] for d in api.get("/documents", params={"name": "conf"}).json()["documents"]] == ["Config"]
+    assert len(api.get("/documents", params={"tag": "t"}).json()["documents"]) == 3
+    first = api.get("/documents", params={"page_size": 2}).json()
+    assert len(first["documents"]) == 2 and first["next_page_token"]
+    second = api.get("/documents", params={"page_size": 2, "page_token": first["next_page_token"]}).json()
+    assert len(second["documents"]) == 2 and not second["next_page_token"]
+    assert {d["name"] for d in first["documents"] + second["documents"]} == {
+        "Report 0",
+        "Report 1",
+        "Report 2",
+        "Config",
+    }
+
+
+def test_patch_changes_only_the_given_fields(api: httpx.Client) -> None:
+    document = upload(api, CSV, tags=["a"], metadata={"k": 1}).json()["document"]
+    answer = api.patch(f"/documents/{document['id']}", json={"name": "Renamed", "ttl_days": 7})
+    assert answer.status_code == 200, answer.text
+    patched = answer.json()["document"]
+    assert patched["name"] == "Renamed"
+    assert patched["tags"] == ["a"] and patched["metadata"] == {"k": 1}
+    assert patched["expires_at"]
+    again = api.patch(f"/documents/{document['id']}", json={"tags": ["b", "c"], "metadata": {"z": True}, "ttl_days": 0})
+    assert again.json()["document"]["tags"] == ["b", "c"]
+    assert again.json()["document"]["metadata"] == {"z": True}
+    assert "expires_at" not in again.json()["document"]
+    assert api.patch(f"/documents/{document['id']}", json={"tags": "x"}).status_code == 400
+
+
+def test_delete_removes_the_document_and_its_unused_blobs(api: httpx.Client, server: ServerInfo, org: str) -> None:
+    kept = upload(api, b"kept", "kept.txt").json()["document"]
+    document = upload(api, CSV).json()["document"]
+    api.post(f"/documents/{document['id']}/versions", files={"file": ("v2.txt", b"kept")})  # shares kept's blob
+    assert len(blobs_of(server, org)) == 2
+    answer = api.delete(f"/documents/{document['id']}")
+    assert answer.status_code == 200
+    assert answer.json() == {"id": document["id"], "deleted": True}
+    assert api.get(f"/documents/{document['id']}").status_code == 404
+    assert api.get(f"/documents/{document['id']}/download").status_code == 404
+    assert api.delete(f"/documents/{document['id']}").status_code == 404
+    assert len(blobs_of(server, org)) == 1  # CSV's blob went, the shared one stays
+    assert api.get(f"/documents/{kept['id']}/download").content == b"kept"
+
+
+def test_audit_lists_upload_version_patch_download_delete_with_actor(api: httpx.Client, org: str) -> None:
+    document = upload(api, CSV).json()["document"]
+    api.post(f"/documents/{document['id']}/versions", files={"file": ("v2.csv", CSV + b"x,y,1\n")})
+    api.patch(f"/documents/{document['id']}", json={"name": "n"})
+    api.get(f"/documents/{document['id']}/download")
+    api.delete(f"/documents/{document['id']}")
+    entries = api.get(f"/documents/{document['id']}/audit").json()["entries"]
+    assert [e["action"] for e in entries] == ["upload", "version", "patch", "download", "delete"]
+    assert {e["actor"] for e in entries} == {f"org:{org}"}
+    assert [e["version"] for e in entries[:2]] == [1, 2]
+    assert entries[2]["details"] == {"fields": ["name"]}
+    assert api.get("/documents/doc_unknown/audit").status_code == 404
+
+
+def test_storage_usage_counts_versions_and_shared_blobs(api: httpx.Client) -> None:
+    assert api.get("/documents/storage-usage").json() == {
+        "total_bytes": 0,
+        "document_count": 0,
+        "version_count": 0,
+        "stored_bytes": 0,
+    }
+    a = upload(api, b"12345", "a.txt").json()["document"]
+    upload(api, b"1234567890", "b.txt")
+    api.post(f"/documents/{a['id']}/versions", files={"file": ("a2.txt", b"1234567890")})
+    usage = api.get("/documents/storage-usage").json()
+    assert usage == {"total_bytes": 25, "document_count": 2, "version_count": 3, "stored_bytes": 15}
+
+
+def test_another_org_sees_nothing(api: httpx.Client, server: ServerInfo) -> None:
+    document = upload(api, CSV, tags=["secret"]).json()["document"]
+    doc_id = document["id"]
+    with httpx.Client(base_url=server.http_url, headers={"X-Org-Id": f"other-{uuid.uuid4().hex[:8]}"}) as other:
+        assert other.get(f"/documents/{doc_id}").status_code == 404
+        assert other.get(f"/documents/{doc_id}/download").status_code == 404
+        assert other.get(f"/documents/{doc_id}/audit").status_code == 404
+        assert other.patch(f"/documents/{doc_id}", json={"name": "x"}).status_code == 404
+        assert other.post(f"/documents/{doc_id}/versions", files={"file": ("x.csv", b"a")}).status_code == 404
+        assert other.delete(f"/documents/{doc_id}").status_code == 404
+        assert other.get("/documents", params={"tag": "secret"}).json()["documents"] == []
+        assert other.get("/documents").json()["documents"] == []
+        assert other.get("/documents/storage-usage").json()["document_count"] == 0
+        # the same bytes in another org are a new document, never the first org's
+        mine = upload(other, CSV).json()
+        assert mine["deduplicated"] is False and mine["document"]["id"] != doc_id
+    entries = api.get(f"/documents/{doc_id}/audit").json()["entries"]
+    assert [e["action"] for e in entries] == ["upload"]
+    assert api.get(f"/documents/{doc_id}").json()["document"]["name"] == document["name"]
