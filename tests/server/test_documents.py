@@ -265,3 +265,80 @@ def test_another_org_sees_nothing(api: httpx.Client, server: ServerInfo) -> None
     entries = api.get(f"/documents/{doc_id}/audit").json()["entries"]
     assert [e["action"] for e in entries] == ["upload"]
     assert api.get(f"/documents/{doc_id}").json()["document"]["name"] == document["name"]
+
+
+def test_every_endpoint_with_another_orgs_key_is_404_and_leaks_nothing(strict_server: ServerInfo) -> None:
+    from tests.server.test_auth import bearer, create_key, signup
+
+    with httpx.Client(base_url=strict_server.http_url, timeout=30) as http:
+        owner, intruder = signup(http), signup(http)
+        mine = httpx.Client(base_url=strict_server.http_url, headers=bearer(owner.key), timeout=30)
+        theirs = httpx.Client(base_url=strict_server.http_url, headers=bearer(intruder.key), timeout=30)
+        with mine, theirs:
+            document = upload(mine, CSV, tags=["private"]).json()["document"]
+            doc_id = document["id"]
+            attempts = [
+                theirs.get(f"/documents/{doc_id}"),
+                theirs.get(f"/documents/{doc_id}/download"),
+                theirs.get(f"/documents/{doc_id}/download", params={"version": 1}),
+                theirs.get(f"/documents/{doc_id}/audit"),
+                theirs.patch(f"/documents/{doc_id}", json={"name": "stolen"}),
+                theirs.post(f"/documents/{doc_id}/versions", files={"file": ("x.csv", b"a,b\n")}),
+                theirs.delete(f"/documents/{doc_id}"),
+            ]
+            for response in attempts:
+                assert response.status_code == 404, (response.request.method, response.request.url, response.text)
+                assert response.json()["error"] == "Not Found"
+            assert theirs.get("/documents").json()["documents"] == []
+            assert theirs.get("/documents", params={"tag": "private"}).json()["documents"] == []
+            assert theirs.get("/documents/storage-usage").json() == {
+                "total_bytes": 0, "document_count": 0, "version_count": 0, "stored_bytes": 0
+            }
+            assert upload(theirs, CSV).json()["deduplicated"] is False
+            # the owner's document, trail and usage are untouched; the trail names the key
+            assert mine.get(f"/documents/{doc_id}").json()["document"] == document
+            entries = mine.get(f"/documents/{doc_id}/audit").json()["entries"]
+            assert [(e["action"], e["actor"]) for e in entries] == [("upload", f"key:{owner.key_id}")]
+            assert mine.get("/documents/storage-usage").json()["document_count"] == 1
+            # a read-only key may download but not upload
+            reader = create_key(http, owner, "read_only")
+            with httpx.Client(base_url=strict_server.http_url, headers=bearer(reader["key"]), timeout=30) as ro:
+                assert ro.get(f"/documents/{doc_id}/download").content == CSV
+                assert upload(ro, b"other", "x.txt").status_code == 403
+
+
+def test_expired_documents_are_deleted_with_their_blobs(api: httpx.Client, server: ServerInfo, org: str) -> None:
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from server.blobstore import LocalBlobStore
+    from server.services.documents import expire_due
+    from server.store.db import create_engine
+    from server.store.tables import documents
+
+    expiring = upload(api, b"short-lived", "a.txt", ttl_days="1").json()["document"]
+    kept = upload(api, b"kept", "b.txt").json()["document"]
+
+    async def expire() -> int:
+        engine = create_engine(server.database_url, pool_size=1)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    sa.update(documents)
+                    .where(documents.c.org_id == org, documents.c.id == expiring["id"])
+                    .values(expires_at=sa.func.now() - sa.text("interval '1 second'"))
+                )
+            return await expire_due(engine, LocalBlobStore(server.settings.data_dir / "blobs"))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(expire()) >= 1
+    assert api.get(f"/documents/{expiring['id']}").status_code == 404
+    assert api.get(f"/documents/{kept['id']}").status_code == 200
+    assert [e["action"] for e in api.get(f"/documents/{expiring['id']}/audit").json()["entries"]] == [
+        "upload",
+        "expire",
+    ]
+    assert api.get(f"/documents/{expiring['id']}/audit").json()["entries"][1]["actor"] == "system"
+    assert len(blobs_of(server, org)) == 1
