@@ -73,7 +73,7 @@ async def download(
     async def body() -> AsyncIterator[bytes]:
         try:
             while (item := await stream.read()) is not EOF:
-                yield item.chunk
+                yield bytes(getattr(item, "chunk"))  # noqa: B009 - the stub types read() as object
         finally:
             stream.cancel()  # a client that went away stops the server's reading too
 

@@ -292,7 +292,10 @@ def test_every_endpoint_with_another_orgs_key_is_404_and_leaks_nothing(strict_se
             assert theirs.get("/documents").json()["documents"] == []
             assert theirs.get("/documents", params={"tag": "private"}).json()["documents"] == []
             assert theirs.get("/documents/storage-usage").json() == {
-                "total_bytes": 0, "document_count": 0, "version_count": 0, "stored_bytes": 0
+                "total_bytes": 0,
+                "document_count": 0,
+                "version_count": 0,
+                "stored_bytes": 0,
             }
             assert upload(theirs, CSV).json()["deduplicated"] is False
             # the owner's document, trail and usage are untouched; the trail names the key

@@ -101,7 +101,9 @@ def _refused(answer: httpx.Response, rule: str) -> None:
 
 
 def test_loopback_is_refused_unless_allow_listed(guarded_api: httpx.Client, files: int) -> None:
-    _refused(guarded_api.post("/documents/from-url", json={"url": f"http://127.0.0.1:{files}/data.csv"}), "blocked_address")
+    _refused(
+        guarded_api.post("/documents/from-url", json={"url": f"http://127.0.0.1:{files}/data.csv"}), "blocked_address"
+    )
     assert guarded_api.get("/documents").json()["documents"] == []
 
 
@@ -118,31 +120,30 @@ def test_a_dns_name_resolving_to_a_private_address_is_refused(guarded_api: httpx
         pytest.skip(f"this machine's host name {name!r} does not resolve")
     if not address.startswith(("127.", "10.", "192.168.", "172.")):
         pytest.skip(f"this machine's host name resolves to {address}, not a private address")
-    _refused(guarded_api.post("/documents/from-url", json={"url": f"http://{name}:{files}/data.csv"}), "blocked_address")
+    _refused(
+        guarded_api.post("/documents/from-url", json={"url": f"http://{name}:{files}/data.csv"}), "blocked_address"
+    )
 
 
 def test_a_redirect_to_a_private_address_is_refused(guarded_api: httpx.Client, files: int) -> None:
     for target in (f"http://127.0.0.1:{files}/data.csv", "http://169.254.169.254/latest/x.csv"):
-        answer = guarded_api.post(
-            "/documents/from-url", json={"url": f"http://localhost:{files}/redirect?to={target}"}
-        )
+        answer = guarded_api.post("/documents/from-url", json={"url": f"http://localhost:{files}/redirect?to={target}"})
         _refused(answer, "blocked_address")
 
 
 def test_the_allow_listed_host_works(guarded_api: httpx.Client, files: int) -> None:
     answer = guarded_api.post("/documents/from-url", json={"url": f"http://localhost:{files}/data.csv"})
     assert answer.status_code == 201, answer.text
-    redirected = guarded_api.post(
-        "/documents/from-url", json={"url": f"http://localhost:{files}/redirect?to=/report"}
-    )
+    redirected = guarded_api.post("/documents/from-url", json={"url": f"http://localhost:{files}/redirect?to=/report"})
     assert redirected.status_code == 201, redirected.text
 
 
 def test_a_file_over_the_limit_is_413(session_database: str, tmp_path: Path, files: int, org: str) -> None:
     settings = make_settings(tmp_path, max_document_bytes=10)
-    with run_server(settings, session_database) as info, httpx.Client(
-        base_url=info.http_url, headers={"X-Org-Id": org}
-    ) as client:
+    with (
+        run_server(settings, session_database) as info,
+        httpx.Client(base_url=info.http_url, headers={"X-Org-Id": org}) as client,
+    ):
         answer = client.post("/documents/from-url", json={"url": f"http://127.0.0.1:{files}/data.csv"})
         assert answer.status_code == 413, answer.text
         assert client.get("/documents").json()["documents"] == []

@@ -46,9 +46,9 @@ def test_an_upload_without_credentials_or_messages_is_refused(server: ServerInfo
             stub.UploadDocument(_messages(b"a", "a.txt"))
             raise AssertionError("an anonymous upload was accepted")
         except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
         try:
             stub.UploadDocument(iter([]), metadata=(("x-org-id", org),))
             raise AssertionError("an empty upload was accepted")
         except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
