@@ -45,6 +45,7 @@ CONTENT_TYPES = {
 }
 SUPPORTED = ", ".join(CONTENT_TYPES)
 MAX_TAGS = 100
+MAX_BULK_FILES = 50
 MAX_TTL_DAYS = 36_500
 
 # Called after a version's bytes are stored and committed: (org_id, document_id, version, content_type, checksum).
@@ -154,6 +155,8 @@ class Upload:
     async def open(self, file: document_pb2.UploadFile, *, many: bool) -> None:
         if self.files and not many:
             raise InvalidArgument("only one file per upload; use POST /documents/bulk-upload", field="file")
+        if len(self.files) >= MAX_BULK_FILES:
+            raise InvalidArgument(f"at most {MAX_BULK_FILES} files per bulk upload", field="file")
         filename = posixpath.basename(file.filename.replace("\\", "/")).strip()
         if not filename:
             raise InvalidArgument("needs a file name (its extension decides the type)", field="file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,14 @@ def blobs_of(server: ServerInfo, org: str) -> list[Path]:
 def temp_files(server: ServerInfo) -> list[Path]:
     root = server.settings.data_dir / "blobs" / "tmp"
     return sorted(root.iterdir()) if root.exists() else []
+
+
+def no_temp_files_left(server: ServerInfo) -> bool:
+    """A refused upload's temporary file is removed (the server may finish just after the answer is sent)."""
+    deadline = time.monotonic() + 10
+    while temp_files(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return temp_files(server) == []
 
 
 def test_upload_answers_201_with_the_documented_fields(api: httpx.Client) -> None:
@@ -108,7 +117,7 @@ def test_a_file_one_byte_over_50_mib_is_413_and_nothing_is_stored(
     assert answer.status_code == 413, answer.text
     assert answer.json()["error"] == "Payload Too Large"
     assert blobs_of(server, org) == []
-    assert not [p for p in temp_files(server) if p.stat().st_size > limit]
+    assert no_temp_files_left(server)
     assert api.get("/documents").json()["documents"] == []
     assert api.get("/documents/storage-usage").json()["document_count"] == 0
     exactly = upload(api, b"y" * limit, "big.txt")
@@ -116,11 +125,15 @@ def test_a_file_one_byte_over_50_mib_is_413_and_nothing_is_stored(
     assert exactly.json()["document"]["size_bytes"] == limit
 
 
-def test_an_unsupported_type_is_415(api: httpx.Client) -> None:
-    answer = upload(api, b"MZ...", "tool.exe")
+def test_an_unsupported_type_is_415(api: httpx.Client, server: ServerInfo) -> None:
+    answer = upload(api, b"MZ..." * 300_000, "tool.exe")
     assert answer.status_code == 415
     assert "'.exe'" in answer.json()["message"]
     assert ".csv" in answer.json()["message"]
+    assert answer.json()["error"] == "Unsupported Media Type"
+    assert upload(api, b"a", "no-extension").status_code == 415
+    assert api.get("/documents").json()["documents"] == []
+    assert no_temp_files_left(server)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +149,7 @@ def test_an_unsupported_type_is_415(api: httpx.Client) -> None:
     ],
 )
 def test_multipart_errors_are_400_naming_the_part(
-    api: httpx.Client, files: dict[str, Any] | None, data: dict[str, str], named: str
+    api: httpx.Client, server: ServerInfo, files: dict[str, Any] | None, data: dict[str, str], named: str
 ) -> None:
     if files is None:  # a form without any file part
         answer = api.post("/documents", files={name: (None, value) for name, value in data.items()})
@@ -145,6 +158,7 @@ def test_multipart_errors_are_400_naming_the_part(
     assert answer.status_code == 400, answer.text
     assert answer.json()["message"].startswith(named), answer.text
     assert api.get("/documents").json()["documents"] == []
+    assert no_temp_files_left(server)
 
 
 def test_a_json_body_instead_of_a_form_is_400(api: httpx.Client) -> None:
@@ -167,6 +181,18 @@ def test_bulk_upload_stores_each_file(api: httpx.Client) -> None:
     assert {d["id"] for d in api.get("/documents", params={"tag": "batch"}).json()["documents"]} == {
         d["id"] for d in documents
     }
+
+
+def test_bulk_upload_limits_and_single_upload_takes_one_file(api: httpx.Client, server: ServerInfo) -> None:
+    too_many = [("file", (f"f{i}.txt", f"{i}".encode())) for i in range(51)]
+    answer = api.post("/documents/bulk-upload", files=too_many)
+    assert answer.status_code == 400, answer.text
+    assert "at most 50 files" in answer.json()["message"]
+    two = api.post("/documents", files=[("file", ("a.txt", b"a")), ("file", ("b.txt", b"b"))])
+    assert two.status_code == 400
+    assert "bulk-upload" in two.json()["message"]
+    assert api.get("/documents").json()["documents"] == []
+    assert no_temp_files_left(server)
 
 
 def test_list_filters_and_pages(api: httpx.Client) -> None:
