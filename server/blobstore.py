@@ -147,7 +147,10 @@ class S3BlobStore:
     """Blobs as objects `<prefix>/<org>/<sha>` in an S3-compatible bucket, through boto3 in threads."""
 
     def __init__(self, bucket: str, prefix: str, spool: Path) -> None:
-        import boto3  # only needed when S3 is configured
+        try:
+            import boto3  # only needed when S3 is configured: the `s3` extra
+        except ImportError:
+            raise ValueError("HYPHAE_BLOB_URL=s3://... needs boto3: install hyphae[s3]") from None
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
