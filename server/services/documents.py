@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from hyphae.api.v1 import json_pb2
 from hyphae.documents.v1 import document_pb2, document_service_pb2_grpc
 from hyphae.documents.v1 import document_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -108,8 +109,6 @@ def _tags(value: Any, name: str) -> list[str]:
 
 
 def _metadata(raw: str, name: str) -> str:
-    from hyphae.api.v1 import json_pb2
-
     if not isinstance(jsonvalue.parse(json_pb2.Json(raw=raw), name), dict):
         raise InvalidArgument('must be a JSON object, e.g. {"department": "accounting"}', field=name)
     return raw
@@ -372,7 +371,7 @@ class DocumentService(document_service_pb2_grpc.DocumentServiceServicer):
             for start in range(0, len(response.body), CHUNK_BYTES):
                 await writer.write(response.body[start : start + CHUNK_BYTES])
             await writer.finish()
-            received = Received(filename, CONTENT_TYPES[posixpath.splitext(filename)[1]], writer)
+            received = Received(filename, content_type_of(filename), writer)
             row, deduplicated = await self._create(org_id, received, fields)
         finally:
             await writer.abort()
