@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import codec
 from gateway.bindings import Binding, Router, bindings_of, load_services
 from gateway.errors import error_body, http_status, trailer
+from gateway.overrides import overrides
 from gateway.streaming import apply_resume, stream_response, wants_ndjson
 from gateway.transcode import build_request
 
@@ -62,6 +63,7 @@ class Gateway:
         self.router = Router(bindings_of(services if services is not None else load_services()))
         self.channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Callable[..., Any]] = {}
+        self.overrides = overrides()
 
     async def open(self) -> None:
         options = [
@@ -113,6 +115,10 @@ class Gateway:
             return _json(error_body(options_pb2.DIALECT_HYPHEN, 404, text), 404, {"x-request-id": request_id})
         binding = match.binding
         headers = {"x-request-id": request_id}
+        override = self.overrides.get(binding.method.full_name)
+        if override is not None:  # multipart upload, file download: gateway/overrides/
+            metadata, problem = self._metadata(request, request_id, binding, headers)
+            return problem or await override.handle(self, binding, request, match.path_params, metadata, headers)
         try:
             body: object | None = None
             if binding.body:
@@ -131,19 +137,9 @@ class Gateway:
             )
         except codec.WireError as exc:
             return _json(error_body(binding.dialect, 400, str(exc), "VALIDATION_FAILED"), 400, headers)
-        metadata = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
-        for name, value in metadata:
-            problem = _header_problem(value)
-            if problem:
-                return _json(
-                    error_body(binding.dialect, 400, f"{_HEADER_NAMES[name]}: {problem}", "VALIDATION_FAILED"),
-                    400,
-                    headers,
-                )
-        if "x-request-id" not in request.headers:
-            metadata.append(("x-request-id", request_id))
-        if request.client is not None:  # the caller's address, for per-address limits on anonymous calls
-            metadata.append(("x-forwarded-for", request.client.host))
+        metadata, problem = self._metadata(request, request_id, binding, headers)
+        if problem is not None:
+            return problem
         if binding.server_streaming:
             stream = self._call(binding)(message, metadata=metadata)
             try:
@@ -160,6 +156,26 @@ class Gateway:
         payload = getattr(response, binding.response_body) if binding.response_body else response
         data = codec.message_value_to_wire(payload) if isinstance(payload, Message) else payload
         return _json(data, binding.rule.success_status or 200, headers)
+
+    def _metadata(
+        self, request: Request, request_id: str, binding: Binding, headers: dict[str, str]
+    ) -> tuple[list[tuple[str, str]], Response | None]:
+        """The gRPC metadata of a request, or the 400 answer when a forwarded header cannot be sent."""
+        metadata = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
+        for name, value in metadata:
+            problem = _header_problem(value)
+            if problem:
+                body = error_body(binding.dialect, 400, f"{_HEADER_NAMES[name]}: {problem}", "VALIDATION_FAILED")
+                return metadata, _json(body, 400, headers)
+        if "x-request-id" not in request.headers:
+            metadata.append(("x-request-id", request_id))
+        if request.client is not None:  # the caller's address, for per-address limits on anonymous calls
+            metadata.append(("x-forwarded-for", request.client.host))
+        return metadata, None
+
+    def error_response(self, binding: Binding, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:
+        """The dialect's error answer to a failed call (used by gateway/overrides too)."""
+        return self._error(binding, exc, headers)
 
     def _error(self, binding: Binding, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:
         headers.update(_returned(exc.trailing_metadata()))

@@ -28,7 +28,7 @@ HTTP_STATUS = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 # The few reasons REST tells apart from their gRPC code.
-REASON_STATUS = {"IDEMPOTENCY_KEY_REUSED": 422}
+REASON_STATUS = {"IDEMPOTENCY_KEY_REUSED": 422, "PAYLOAD_TOO_LARGE": 413, "UNSUPPORTED_MEDIA_TYPE": 415}
 TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -37,6 +37,7 @@ TITLES = {
     405: "Method Not Allowed",
     409: "Conflict",
     413: "Payload Too Large",
+    415: "Unsupported Media Type",
     422: "Unprocessable Entity",
     429: "Too Many Requests",
     499: "Client Closed Request",

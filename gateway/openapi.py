@@ -22,6 +22,7 @@ from hyphae.api.v1 import options_pb2
 
 from gateway import codec
 from gateway.bindings import Binding, bindings_of, load_services
+from gateway.overrides import overrides
 
 Schema = dict[str, Any]
 
@@ -75,6 +76,8 @@ _ERROR_RESPONSES: tuple[tuple[int, str, str], ...] = (
     (429, "TooManyRequests", "Rate limit exceeded; retry after the `Retry-After` seconds."),
     (500, "InternalError", "Unexpected server error."),
 )
+# Only the operations that take a file can answer it (added by their override).
+_UNSUPPORTED_MEDIA_TYPE: tuple[int, str, str] = (415, "UnsupportedMediaType", "The file's type is not supported.")
 _AUTH_STATUSES = frozenset({401, 403})
 _ACCESS_NAMES: dict[int, str] = {
     options_pb2.ACCESS_UNSPECIFIED: "write",
@@ -375,9 +378,18 @@ class _Operations:
             parameters.append(_ref("parameters", "IdempotencyKey"))
         parameters.append(_ref("parameters", "RequestId"))
         op["parameters"] = parameters
-        if binding.body:
+        override = overrides().get(method.full_name)
+        if override is not None:  # hand-written routes (multipart upload, file download) describe their bodies
+            if override.request_body is not None:
+                op["requestBody"] = override.request_body
+        elif binding.body:
             op["requestBody"] = self.request_body(binding)
         op["responses"] = self.responses(binding)
+        if override is not None and override.success_content is not None:
+            status = str(binding.rule.success_status or 200)
+            op["responses"][status] = {"description": "The file", "content": override.success_content}
+        if override is not None and override.request_body is not None:
+            op["responses"]["415"] = _ref("responses", _UNSUPPORTED_MEDIA_TYPE[1])
         if rule.access == options_pb2.ACCESS_PUBLIC:
             op["security"] = []
         elif rule.access == options_pb2.ACCESS_MANAGEMENT:
@@ -516,7 +528,7 @@ def _components(schemas: dict[str, Schema]) -> Schema:
     }
     all_schemas = {**schemas, "Error": error}
     responses: Schema = {}
-    for code, name, description in _ERROR_RESPONSES:
+    for code, name, description in (*_ERROR_RESPONSES, _UNSUPPORTED_MEDIA_TYPE):
         response: Schema = {"description": description}
         if code == 429:
             response["headers"] = {

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from hyphae.actions.v1 import action_service_pb2, action_service_pb2_grpc
 from hyphae.approvals.v1 import approval_service_pb2, approval_service_pb2_grpc
+from hyphae.documents.v1 import document_service_pb2, document_service_pb2_grpc
 from hyphae.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from hyphae.orgs.v1 import org_config_service_pb2, org_config_service_pb2_grpc
 from hyphae.runs.v1 import run_service_pb2, run_service_pb2_grpc
@@ -21,6 +22,7 @@ from hyphae.system.v1 import system_service_pb2, system_service_pb2_grpc
 from hyphae.workflows.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server import blobstore
 from server.auth import Authenticator
 from server.config import Settings
 from server.crypto import SecretBox
@@ -32,6 +34,7 @@ from server.runtime.executor import Executor, LlmDefaults
 from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
 from server.services.approvals import ApprovalService
+from server.services.documents import DocumentService, expire_due
 from server.services.gateway import GatewayService
 from server.services.org_config import OrgConfigService
 from server.services.runs import RunService
@@ -52,6 +55,7 @@ SERVICES = [
         (gateway_service_pb2, "GatewayService"),
         (run_service_pb2, "RunService"),
         (approval_service_pb2, "ApprovalService"),
+        (document_service_pb2, "DocumentService"),
     )
 ]
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -100,6 +104,15 @@ async def build_grpc_server(
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayService(engine, authenticator), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, wake_workers), server)
     approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(engine, wake_workers), server)
+    document_service_pb2_grpc.add_DocumentServiceServicer_to_server(
+        DocumentService(
+            engine,
+            blobstore.from_settings(settings.blob_url, settings.data_dir),
+            max_bytes=settings.max_document_bytes,
+            policy=outbound.OutboundPolicy(allow=settings.outbound_allow),
+        ),
+        server,
+    )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -137,6 +150,16 @@ async def purge_idempotency_keys(engine: AsyncEngine, every_seconds: float = 600
         await asyncio.sleep(every_seconds)
 
 
+async def expire_documents(engine: AsyncEngine, blobs: blobstore.BlobStore, every_seconds: float = 60.0) -> None:
+    """Documents past their ttl_days are deleted (with their blobs once unused) by every serving process."""
+    while True:
+        try:
+            await expire_due(engine, blobs)
+        except Exception:
+            log.warning("could not expire documents; will retry", exc_info=True)
+        await asyncio.sleep(every_seconds)
+
+
 @dataclass(frozen=True)
 class GrpcServing:
     engine: AsyncEngine
@@ -158,6 +181,7 @@ async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox
                 policy,
                 client,
                 LlmDefaults(settings.llm_base_url, settings.llm_api_key, settings.llm_model),
+                blobs=blobstore.from_settings(settings.blob_url, settings.data_dir),
             ),
             concurrency=max(settings.workers, 1),
             lease_seconds=settings.lease_seconds,
@@ -183,10 +207,14 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
             )
             await grpc_server.start()
             housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
+            expiry = asyncio.create_task(
+                expire_documents(engine, blobstore.from_settings(settings.blob_url, settings.data_dir))
+            )
             try:
                 yield GrpcServing(engine, port)
             finally:
                 housekeeping.cancel()
+                expiry.cancel()
                 await grpc_server.stop(grace=5)
     finally:
         await engine.dispose()

@@ -46,6 +46,11 @@ class Settings:
     llm_base_url: str = "https://api.openai.com/v1"
     llm_api_key: str = ""
     llm_model: str = "gpt-4o-mini"
+    # Where document bytes live: "" = data_dir/blobs on the local disk; "s3://bucket/prefix" = S3-compatible
+    # storage (credentials, region and endpoint from the standard AWS_* variables).
+    blob_url: str = ""
+    # Largest document (upload, version or from-url) in bytes: 50 MiB, as Hyphen documents "50 MB".
+    max_document_bytes: int = 50 * 1024 * 1024
 
     @property
     def embedded(self) -> bool:
@@ -74,6 +79,8 @@ class Settings:
             llm_base_url=os.environ.get("HYPHAE_LLM_BASE_URL", "https://api.openai.com/v1"),
             llm_api_key=os.environ.get("HYPHAE_LLM_API_KEY", ""),
             llm_model=os.environ.get("HYPHAE_LLM_MODEL", "gpt-4o-mini"),
+            blob_url=os.environ.get("HYPHAE_BLOB_URL", ""),
+            max_document_bytes=int(os.environ.get("HYPHAE_MAX_DOCUMENT_BYTES", str(50 * 1024 * 1024))),
             outbound_allow=tuple(
                 part.strip() for part in os.environ.get("HYPHAE_OUTBOUND_ALLOW", "").split(",") if part.strip()
             ),

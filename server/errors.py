@@ -75,3 +75,17 @@ class RateLimited(HyphaeError):
 class Unavailable(HyphaeError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
+
+
+class PayloadTooLarge(HyphaeError):
+    """A body (an uploaded file) larger than the server accepts; REST answers 413."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(HyphaeError):
+    """A file type the server does not store; REST answers 415."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "UNSUPPORTED_MEDIA_TYPE"

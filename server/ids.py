@@ -14,6 +14,7 @@ PREFIXES = {
     "api_key": "key",
     "request": "req",
     "run": "run",
+    "document_audit": "dau",
 }
 
 
@@ -31,3 +32,8 @@ def uuid7() -> uuid.UUID:
 
 def new_id(kind: str) -> str:
     return f"{PREFIXES[kind]}-{uuid7()}"
+
+
+def new_document_id() -> str:
+    """Documents keep Hyphen's documented spelling, "doc_" + hex (here the 32 hex digits of a UUIDv7)."""
+    return f"doc_{uuid7().hex}"

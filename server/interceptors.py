@@ -93,7 +93,9 @@ class Gatekeeper(_Interceptor):
             )
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._stream(handler.unary_stream, policy, metadata))
-        log.error("%s is a client-streaming method, which the gatekeeper cannot guard; refusing it", method)
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=self._client_stream(handler.stream_unary, method, policy, metadata))
+        log.error("%s is a bidirectional-streaming method, which the gatekeeper cannot guard; refusing it", method)
         return None
 
     async def _admit(
@@ -173,6 +175,46 @@ class Gatekeeper(_Interceptor):
                 failure = exc
             except Exception:
                 log.exception("unhandled error in stream (request id %s)", trailers[0][1])
+                failure = HyphaeError(f"internal error; quote request id {trailers[0][1]} when reporting it")
+            await _abort(context, failure, trailers)
+
+        return call
+
+    def _client_stream(
+        self,
+        inner: Callable[[Any, Any], Awaitable[Any]],
+        method: str,
+        policy: MethodPolicy,
+        metadata: dict[str, str],
+    ) -> Callable[..., Awaitable[Any]]:
+        """Client streams (uploads): admitted on their first message, every message checked as it passes.
+
+        No Idempotency-Key handling: the request is not known until it has been read (and may be 50 MiB), so it
+        cannot be hashed up front. Uploads are idempotent by content instead (same bytes -> same document)."""
+
+        async def call(requests: AsyncIterator[Message], context: Context) -> Any:
+            trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
+            failure: HyphaeError | None = None
+            try:
+                iterator = aiter(requests)
+                first = await anext(iterator, None)
+                if first is None:
+                    raise InvalidArgument("the stream held no message")
+                await self._admit(first, policy, metadata, trailers, context.peer())
+
+                async def checked() -> AsyncIterator[Message]:
+                    yield first
+                    async for message in iterator:
+                        check_request(message)
+                        yield message
+
+                response = await inner(checked(), context)
+                context.set_trailing_metadata(tuple(trailers))
+                return response
+            except HyphaeError as exc:
+                failure = exc
+            except Exception:
+                log.exception("unhandled error in %s (request id %s)", method, trailers[0][1])
                 failure = HyphaeError(f"internal error; quote request id {trailers[0][1]} when reporting it")
             await _abort(context, failure, trailers)
 

@@ -22,9 +22,10 @@ from hyphae.actions.v1 import action_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import jsonvalue
+from server.blobstore import BlobStore
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
-from server.runtime import llm, outbound
+from server.runtime import documents, llm, outbound
 from server.store import TenantRepository, interrupts
 from server.store import runs as store
 from server.store.db import connect
@@ -96,12 +97,14 @@ class Executor:
         policy: outbound.OutboundPolicy,
         client: httpx.AsyncClient,
         llm_defaults: LlmDefaults | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.engine = engine
         self.box = box
         self.policy = policy
         self.client = client
         self.llm_defaults = llm_defaults or LlmDefaults()
+        self.blobs = blobs  # for doc: references; None: they fail the step
 
     async def execute(self, lease: store.Lease, row: Any) -> None:
         """Run the steps from `current_step`. Per step one transaction commits its result, the context and its
@@ -252,7 +255,7 @@ class Executor:
         """One step (its filter already passed); `key` is the idempotency key of its side effects."""
         if step_type == "loop":
             return await self._loop(lease, key, step, context, registered, depth)
-        properties = evaluate.resolve(step.get("properties") or {}, context)
+        properties = await self._documents(lease, evaluate.resolve(step.get("properties") or {}, context))
         action = await registered.get(step_type)
         if step_type == "matcher":
             return self._matcher(step_type, properties, step)
@@ -280,7 +283,9 @@ class Executor:
                 **({"fuzzyThreshold": action.fuzzy_threshold} if action.HasField("fuzzy_threshold") else {}),
                 **({"descriptionKey": action.description_key} if action.HasField("description_key") else {}),
             }
-            merged = {**evaluate.resolve(defaults, context, scopes=[properties]), **properties}
+            merged = await self._documents(
+                lease, {**evaluate.resolve(defaults, context, scopes=[properties]), **properties}
+            )
             return self._matcher(step_type, merged, step)
         if action is None or action.kind not in (
             action_pb2.ACTION_KIND_HTTP,
@@ -376,6 +381,14 @@ class Executor:
         return Outcome(
             "completed", "loop", output={**summary, "results": results}, output_key=output_key, context_updates=updates
         )
+
+    async def _documents(self, lease: store.Lease, properties: Any) -> Any:
+        """`doc:<id>[@<version>]` strings become the document's content (server/runtime/documents.py)."""
+        if self.blobs is None:
+            if documents.references(properties):
+                raise StepFailed("doc: references need document storage, which this worker was started without")
+            return properties
+        return await documents.resolve(self.engine, self.blobs, lease.org_id, properties)
 
     def _matcher(self, step_type: str, properties: dict[str, Any], step: dict[str, Any]) -> Outcome:
         config = matcher.config_from_properties(properties)

@@ -7,6 +7,7 @@ distribute by it). Free-form JSON is kept as text so it comes back byte-for-byte
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
 
@@ -195,4 +196,60 @@ schedules = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
     sa.ForeignKeyConstraint(["org_id", "workflow_id"], ["workflows.org_id", "workflows.id"], ondelete="CASCADE"),
     sa.Index("ix_schedules_next_due_at", "next_due_at"),
+)
+
+# --- documents (migration 0006) ----------------------------------------------------------------------------
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    # content_type .. checksum_sha256 repeat the current version's, so reads and dedup need no join
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("checksum_sha256", sa.Text, nullable=False),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("tags", postgresql.ARRAY(sa.Text), nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON object, exact text
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Index("ix_documents_checksum", "org_id", "checksum_sha256"),
+    sa.Index("ix_documents_expiring", "expires_at", postgresql_where=sa.text("expires_at IS NOT NULL")),
+)
+
+document_versions = sa.Table(
+    "document_versions",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("document_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    # the blob's name in the blob store (per org): identical bytes share one blob
+    sa.Column("checksum_sha256", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.ForeignKeyConstraint(["org_id", "document_id"], ["documents.org_id", "documents.id"], ondelete="CASCADE"),
+    sa.Index("ix_document_versions_checksum", "org_id", "checksum_sha256"),
+)
+
+# No foreign key to documents: the trail outlives the document it describes.
+document_audit = sa.Table(
+    "document_audit",
+    metadata,
+    sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("document_id", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("details", sa.Text, nullable=False),  # JSON object
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Index("ix_document_audit_document", "org_id", "document_id", "id"),
 )

@@ -1,0 +1,281 @@
+"""multipart/form-data uploads -> the client-streaming upload methods, parsed as a stream.
+
+The body is read from ASGI one piece at a time and fed to python-multipart's push parser; file bytes are forwarded
+as `chunk` messages (coalesced to CHUNK_BYTES) while they arrive, so memory stays flat whatever the file size. The
+text fields (`name`, `tags`, `metadata`, `ttl_days`) go in one `fields` message at the end — forms may send them
+after the file. The server enforces the size limit and the file types; when it refuses (413, 415, 404) the rest of
+the body is read and discarded (up to DRAIN_LIMIT), so the client receives the answer instead of a reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from google.protobuf.message import Message
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import codec
+from gateway.errors import error_body
+from gateway.overrides import Override
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.bindings import Binding
+
+CHUNK_BYTES = 512 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+DRAIN_LIMIT = 256 * 1024 * 1024
+FORM_FIELDS = ("name", "tags", "metadata", "ttl_days")
+CALL_TIMEOUT_SECONDS = 600.0
+
+
+class FormError(Exception):
+    """The form breaks the contract: 400 naming the part."""
+
+
+class _Form:
+    """Callback state of the push parser: events become messages in `out`."""
+
+    def __init__(self, request_class: type[Message], accepts_fields: bool, many: bool) -> None:
+        self.request_class = request_class
+        self.accepts_fields = accepts_fields
+        self.many = many
+        self.out: list[Message] = []
+        self.files = 0
+        self.fields: dict[str, bytearray] = {}
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, bytes] = {}
+        self._part: str | None = None  # "file" or a field name
+        self._pending = bytearray()
+
+    # python-multipart callbacks (synchronous, called from parser.write)
+
+    def on_part_begin(self) -> None:
+        self._headers = {}
+        self._part = None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[bytes(self._header_name).decode("latin-1").lower()] = bytes(self._header_value)
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name in ("file", "files") and b"filename" in options:
+            if self.files and not self.many:
+                raise FormError("file: send one file part (several: POST /documents/bulk-upload)")
+            self.files += 1
+            self._part = "file"
+            filename = options[b"filename"].decode("utf-8", "replace")
+            content_type = self._headers.get("content-type", b"").decode("latin-1")
+            self.out.append(self.request_class(file={"filename": filename, "content_type": content_type}))
+        elif name in FORM_FIELDS and self.accepts_fields:
+            if name in self.fields:
+                raise FormError(f"{name}: sent twice")
+            self._part = name
+            self.fields[name] = bytearray()
+        elif name in ("file", "files"):
+            raise FormError(f"{name}: must be a file part (with a filename)")
+        else:
+            allowed = "file" + (", " + ", ".join(FORM_FIELDS) if self.accepts_fields else "")
+            raise FormError(f"{name or 'a part without a name'}: unknown form field; expected {allowed}")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._part == "file":
+            self._pending += data[start:end]
+            if len(self._pending) >= CHUNK_BYTES:
+                self._flush()
+        elif self._part is not None:
+            value = self.fields[self._part]
+            value += data[start:end]
+            if len(value) > MAX_FIELD_BYTES:
+                raise FormError(f"{self._part}: longer than {MAX_FIELD_BYTES} bytes")
+
+    def on_part_end(self) -> None:
+        if self._part == "file":
+            self._flush()
+        self._part = None
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.out.append(self.request_class(chunk=bytes(self._pending)))
+            self._pending.clear()
+
+    def fields_message(self) -> Message | None:
+        if not self.fields:
+            return None
+        fields: dict[str, Any] = {}
+        for name, raw in self.fields.items():
+            text = raw.decode("utf-8", "replace")
+            if name == "ttl_days":
+                if not text.strip().isdigit():
+                    raise FormError(f"ttl_days: {text!r} is not a whole number of days")
+                fields[name] = int(text)
+            elif name in ("tags", "metadata"):
+                try:
+                    json.loads(text)
+                except ValueError:
+                    raise FormError(f"{name}: is not JSON ({text[:100]!r})") from None
+                fields[name] = {"raw": text}
+            else:
+                fields[name] = text
+        return self.request_class(fields=fields)
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body straight from ASGI, piece by piece (not Starlette's stream: it may be resumed to drain)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise FormError("the client disconnected")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def upload(
+    gateway: Gateway,
+    binding: Binding,
+    request: Request,
+    path_params: dict[str, str],
+    metadata: list[tuple[str, str]],
+    headers: dict[str, str],
+) -> Response:
+    mime, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if mime != b"multipart/form-data" or not boundary:
+        return _error(binding, 400, "send multipart/form-data with the file in a part named 'file'", headers)
+    request_class = binding.request_class
+    has_id = "id" in request_class.DESCRIPTOR.fields_by_name
+    form = _Form(request_class, accepts_fields=not has_id, many=binding.method.name.startswith("Bulk"))
+    parser = MultipartParser(
+        boundary,
+        callbacks={
+            "on_part_begin": form.on_part_begin,
+            "on_header_field": form.on_header_field,
+            "on_header_value": form.on_header_value,
+            "on_header_end": form.on_header_end,
+            "on_headers_finished": form.on_headers_finished,
+            "on_part_data": form.on_part_data,
+            "on_part_end": form.on_part_end,
+        },
+    )
+    problem: list[str] = []
+    body = _body(request)
+    finished = [False]
+
+    async def messages() -> AsyncIterator[Message]:
+        if has_id:
+            yield request_class(id=path_params.get("id", ""))
+        try:
+            async for piece in body:
+                parser.write(piece)
+                for message in form.out:
+                    yield message
+                form.out.clear()
+            finished[0] = True
+            parser.finalize()
+            for message in form.out:
+                yield message
+            if not form.files:
+                raise FormError("file: is required: send the file as a multipart part named 'file'")
+            fields = form.fields_message()
+            if fields is not None:
+                yield fields
+        except (FormError, MultipartParseError) as exc:
+            problem.append(str(exc) if isinstance(exc, FormError) else f"the multipart body is malformed ({exc})")
+            raise
+
+    assert gateway.channel is not None, "the gateway's channel opens in the app lifespan"
+    call = gateway.channel.stream_unary(
+        binding.grpc_path,
+        request_serializer=request_class.SerializeToString,
+        response_deserializer=binding.response_class.FromString,
+    )(messages(), metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+    try:
+        response = await call
+        trailers = await call.trailing_metadata()
+    except grpc.aio.AioRpcError as exc:  # the server refused (413, 415, 404, ...) or failed
+        if not finished[0]:
+            await _drain(body)
+        return _error(binding, 400, problem[0], headers) if problem else gateway.error_response(binding, exc, headers)
+    except asyncio.CancelledError:
+        # grpc cancels the call when the request iterator raises: a bad form. Anything else is our own cancellation.
+        if not problem or not call.cancelled():
+            raise
+        if not finished[0]:
+            await _drain(body)
+        return _error(binding, 400, problem[0], headers)
+    if problem:  # the request iterator failed after the server answered (cannot happen, but never store silently)
+        return _error(binding, 400, problem[0], headers)
+    headers.update({key: str(value) for key, value in (trailers or ()) if key.startswith(("x-", "ratelimit"))})
+    return Response(
+        codec.dumps(codec.message_value_to_wire(response)),
+        status_code=binding.rule.success_status or 200,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read what is left of a refused upload, so the client gets the answer rather than a connection reset."""
+    drained = 0
+    try:
+        async for piece in body:
+            drained += len(piece)
+            if drained > DRAIN_LIMIT:
+                return
+    except (FormError, RuntimeError):
+        return
+
+
+def _error(binding: Binding, status: int, message: str, headers: dict[str, str]) -> Response:
+    return Response(
+        codec.dumps(error_body(binding.dialect, status, message, "VALIDATION_FAILED")),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _form_schema(many: bool, with_fields: bool) -> dict[str, Any]:
+    file_schema: dict[str, Any] = {"type": "string", "format": "binary", "description": "The file."}
+    properties: dict[str, Any] = {
+        "file": {"type": "array", "items": file_schema, "description": "The files."} if many else file_schema
+    }
+    if with_fields:
+        if not many:
+            properties["name"] = {"type": "string", "description": "Display name (defaults to the file name)."}
+        properties["tags"] = {"type": "string", "description": 'JSON array of strings, e.g. ["finance"].'}
+        properties["metadata"] = {"type": "string", "description": "JSON object."}
+        properties["ttl_days"] = {"type": "integer", "minimum": 1, "description": "Days until deletion."}
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": ["file"]}}
+        },
+    }
+
+
+OVERRIDES = {
+    "hyphae.documents.v1.DocumentService.UploadDocument": Override(upload, _form_schema(False, True), None),
+    "hyphae.documents.v1.DocumentService.BulkUploadDocuments": Override(upload, _form_schema(True, True), None),
+    "hyphae.documents.v1.DocumentService.CreateDocumentVersion": Override(upload, _form_schema(False, False), None),
+}
