@@ -17,7 +17,13 @@ from server.errors import InvalidArgument
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 NAME_RULE = "must start with a letter or '_' and hold only letters, digits or '_' (at most 63)"
 TYPES = ("text", "integer", "numeric", "boolean", "timestamptz")
-SQL_TYPES = {"text": "text", "integer": "bigint", "numeric": "numeric", "boolean": "boolean", "timestamptz": "timestamptz"}
+SQL_TYPES = {
+    "text": "text",
+    "integer": "bigint",
+    "numeric": "numeric",
+    "boolean": "boolean",
+    "timestamptz": "timestamptz",
+}
 # Columns every physical table has, set by the server.
 RESERVED = ("id", "created_at", "updated_at")
 MAX_FIELDS = 100
@@ -104,9 +110,9 @@ def coerce(field: Field, value: Any, path: str) -> Any:
     if kind == "integer":
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
-        elif isinstance(value, (float, Decimal)) and not isinstance(value, bool) and _integral(value):
-            number = int(value)
-        elif isinstance(value, str) and _INT_TEXT.match(value):
+        elif (isinstance(value, (float, Decimal)) and _integral(value)) or (
+            isinstance(value, str) and _INT_TEXT.match(value)
+        ):
             number = int(value)
         else:
             raise InvalidArgument(f"must be a whole number (integer field), got {_short(value)}", field=path)
@@ -116,12 +122,14 @@ def coerce(field: Field, value: Any, path: str) -> Any:
     if kind == "numeric":
         text = _number_text(value)
         try:
-            number = Decimal(text) if text else None
+            decimal: Decimal | None = Decimal(text) if text else None
         except InvalidOperation:
-            number = None
-        if number is None or not number.is_finite():
-            raise InvalidArgument(f"must be a number or a numeric string (numeric field), got {_short(value)}", field=path)
-        return number
+            decimal = None
+        if decimal is None or not decimal.is_finite():
+            raise InvalidArgument(
+                f"must be a number or a numeric string (numeric field), got {_short(value)}", field=path
+            )
+        return decimal
     if kind == "timestamptz":
         if not isinstance(value, str):
             raise InvalidArgument(f"must be an ISO 8601 timestamp string, got {_type_name(value)}", field=path)
@@ -233,6 +241,4 @@ def _join(path: str, name: str) -> str:
 
 
 def fields_from_spec(spec: list[dict[str, Any]]) -> list[Field]:
-    return [
-        Field(str(f["name"]), str(f["type"]), bool(f.get("required")), f.get("maxLength")) for f in spec
-    ]
+    return [Field(str(f["name"]), str(f["type"]), bool(f.get("required")), f.get("maxLength")) for f in spec]

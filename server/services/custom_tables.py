@@ -140,10 +140,14 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
             else:
                 values = loads(request.values, "values") if request.HasField("values") else []
                 where = schema.keys_values(list(request.keys), values)
-                changes = schema.changes(loads(request.fields, "fields") if request.HasField("fields") else {}, "fields")
+                changes = schema.changes(
+                    loads(request.fields, "fields") if request.HasField("fields") else {}, "fields"
+                )
                 selection_field = "keys"
             if not where:
-                raise InvalidArgument("must select rows (updating every row needs an explicit filter)", field=selection_field)
+                raise InvalidArgument(
+                    "must select rows (updating every row needs an explicit filter)", field=selection_field
+                )
             rows = await store.update(repo, table, where, changes, actor())
         return pb.UpdateRowsResponse(updated=len(rows), rows=[json_pb2.Json(raw=r) for r in rows])
 

@@ -91,9 +91,7 @@ async def create(repo: TenantRepository, name: str, fields: list[domain.Field]) 
     with unique_violation(taken):
         row = await repo.insert(custom_tables, {"id": new_id("custom_table"), "name": name, "fields": spec})
     table = _from_row(row)
-    columns = [
-        f"{_quote(f.name)} {domain.SQL_TYPES[f.type]}{' NOT NULL' if f.required else ''}" for f in table.fields
-    ]
+    columns = [f"{_quote(f.name)} {domain.SQL_TYPES[f.type]}{' NOT NULL' if f.required else ''}" for f in table.fields]
     await repo.connection.execute(
         sa.text(
             f"CREATE TABLE {table.relation} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "

@@ -44,7 +44,10 @@ def test_table_definition_round_trips_and_lists(api: httpx.Client) -> None:
 
 def test_tables_list_in_pages(api: httpx.Client) -> None:
     for name in ("c_table", "a_table", "b_table"):
-        assert api.post("/custom-tables", json={"name": name, "fields": [{"name": "x", "type": "text"}]}).status_code == 201
+        assert (
+            api.post("/custom-tables", json={"name": name, "fields": [{"name": "x", "type": "text"}]}).status_code
+            == 201
+        )
     first = api.get("/custom-tables", params={"page_size": 2}).json()
     assert [t["name"] for t in first["tables"]] == ["a_table", "b_table"]
     second = api.get("/custom-tables", params={"page_size": 2, "page_token": first["next_page_token"]}).json()
@@ -115,7 +118,9 @@ def test_row_round_trip_with_typed_values(api: httpx.Client) -> None:
         ({"run_id": "r", "invoice_id": "I", "status": "x", "id": 5}, "id", "set by the server"),
     ],
 )
-def test_invalid_rows_answer_400_naming_the_field(api: httpx.Client, row: dict[str, Any], field: str, words: str) -> None:
+def test_invalid_rows_answer_400_naming_the_field(
+    api: httpx.Client, row: dict[str, Any], field: str, words: str
+) -> None:
     create_log(api)
     response = api.post("/custom-tables/reconciliation_log/insert", json=row)
     assert response.status_code == 400, response.text
@@ -169,7 +174,9 @@ def test_rows_filter_sort_and_page(api: httpx.Client) -> None:
 def test_update_by_keys_or_where_and_patch_by_id(api: httpx.Client) -> None:
     create_log(api)
     rows = [{"run_id": "run-a", "invoice_id": f"INV-{i}", "status": "open"} for i in range(3)]
-    ids = [r["id"] for r in api.post("/custom-tables/reconciliation_log/bulk-insert", json={"rows": rows}).json()["rows"]]
+    ids = [
+        r["id"] for r in api.post("/custom-tables/reconciliation_log/bulk-insert", json={"rows": rows}).json()["rows"]
+    ]
     by_keys = api.put(
         "/custom-tables/reconciliation_log/update",
         json={"keys": ["run_id", "invoice_id"], "values": ["run-a", "INV-1"], "fields": {"status": "approved"}},
@@ -185,7 +192,9 @@ def test_update_by_keys_or_where_and_patch_by_id(api: httpx.Client) -> None:
     assert patched.status_code == 200, patched.text
     assert patched.json()["amount"] == 12.50 and patched.json()["matched"] is False
     assert api.patch("/custom-tables/reconciliation_log/rows/999999", json={"amount": 1}).status_code == 404
-    bad = api.put("/custom-tables/reconciliation_log/update", json={"where": {"status": "open"}, "set": {"status": None}})
+    bad = api.put(
+        "/custom-tables/reconciliation_log/update", json={"where": {"status": "open"}, "set": {"status": None}}
+    )
     assert bad.status_code == 400 and bad.json()["message"].startswith("set.status:")
     everything = api.put("/custom-tables/reconciliation_log/update", json={"set": {"status": "x"}})
     assert everything.status_code == 400 and everything.json()["message"].startswith("where:")
