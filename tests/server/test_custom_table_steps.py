@@ -164,21 +164,16 @@ def test_table_defaults_of_a_registered_action(api: httpx.Client) -> None:
 
 def test_a_bad_value_fails_the_step_naming_the_field(api: httpx.Client) -> None:
     assert api.post("/custom-tables", json=LOG).status_code == 201
-    steps = [
-        {
-            "type": "custom-table",
-            "properties": {
-                "table": "reconciliation_log",
-                "operation": "write",
-                "fields": {"run_id": "@__run_id", "invoice_id": "I", "status": "s", "amount": "@input.amount"},
-            },
-        }
-    ]
-    run = execute(api, steps, {"amount": "a lot"})
+    properties: dict[str, Any] = {
+        "table": "reconciliation_log",
+        "operation": "write",
+        "fields": {"run_id": "@__run_id", "invoice_id": "I", "status": "s", "amount": "@input.amount"},
+    }
+    run = execute(api, [{"type": "custom-table", "properties": properties}], {"amount": "a lot"})
     assert run["status"] == "failed"
     assert "properties.fields.amount" in run["error"], run["error"]
     assert api.get("/custom-tables/reconciliation_log/audit").json()["entries"] == []
-    missing = execute(api, [{**steps[0], "properties": {**steps[0]["properties"], "table": "nope"}}], {})
+    missing = execute(api, [{"type": "custom-table", "properties": {**properties, "table": "nope"}}], {})
     assert missing["status"] == "failed" and "'nope' not found" in missing["error"]
 
 
