@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -29,9 +30,8 @@ from server.store.tables import custom_table_audit, custom_table_step_results, c
 from server.store.unique import unique_violation
 
 SCHEMA = "hyphae_tables"
-# Rows per INSERT statement of a bulk insert (arrays bound per column, unnested by Postgres).
-CHUNK = 20_000
-# After a bulk insert at least this large the table is analysed, so the planner picks the field indexes at once.
+# After a bulk insert at least this large (and at least as large as the table was) the table is analysed, so the
+# planner picks the field indexes at once instead of after autovacuum's next pass.
 ANALYZE_AFTER = 10_000
 
 
@@ -144,26 +144,38 @@ def _audit_params(repo: TenantRepository, table: Table, operation: str, actor: A
 async def insert(
     repo: TenantRepository, table: Table, rows: list[dict[str, Any]], actor: Actor, *, operation: str = "insert"
 ) -> list[str]:
-    """Insert checked rows (all or none); the stored rows as JSON text, in the order given."""
+    """Insert checked rows (all or none); the stored rows as JSON text, in the order given.
+
+    The ids are drawn from the table's identity sequence first, then the rows go in by COPY (on this
+    transaction's connection) and one statement writes their audit entries and reads them back."""
     await _utc(repo)
     names = [f.name for f in table.fields]
-    columns = ", ".join(_quote(n) for n in names)
-    arrays = ", ".join(f"CAST(:c{i} AS {table.sql_type(n)}[])" for i, n in enumerate(names))
-    statement = sa.text(
-        f"WITH ins AS (INSERT INTO {table.relation} ({columns}) SELECT * FROM unnest({arrays}) RETURNING *), "
-        f"aud AS ({_audit_insert('ins', 'NULL', 'row_to_json(ins)::text')}) "
-        "SELECT row_to_json(ins)::text AS row FROM ins ORDER BY ins.id"
+    sequence = await repo.connection.execute(
+        sa.text("SELECT nextval(pg_get_serial_sequence(:relation, 'id')) FROM generate_series(1, :n)"),
+        {"relation": table.relation, "n": len(rows)},
     )
-    out: list[str] = []
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        params = _audit_params(repo, table, operation, actor)
-        for i, name in enumerate(names):
-            params[f"c{i}"] = [row.get(name) for row in chunk]
-        result = await repo.connection.execute(statement, params)
-        out.extend(str(r) for r in result.scalars())
+    ids = [int(i) for i in sequence.scalars()]
+    raw = await repo.connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    columns = ", ".join(["id", *(_quote(n) for n in names)])
+    async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
+        for row_id, row in zip(ids, rows, strict=True):
+            await copy.write_row((row_id, *(row.get(n) for n in names)))
+    statement = sa.text(
+        f"WITH ins AS (SELECT t.id, row_to_json(t)::text AS row FROM {table.relation} t WHERE t.id = ANY(:ids)), "
+        f"aud AS ({_audit_insert('ins', 'NULL', 'ins.row')}) "
+        "SELECT ins.row FROM ins ORDER BY ins.id"
+    )
+    result = await repo.connection.execute(statement, {**_audit_params(repo, table, operation, actor), "ids": ids})
+    out = [str(r) for r in result.scalars()]
     if len(rows) >= ANALYZE_AFTER:
-        await repo.connection.execute(sa.text(f"ANALYZE {table.relation}"))
+        # Only when this insert at least doubles what the planner knows of the table (-1: never analysed), so a
+        # series of bulk inserts analyses log(n) times, not every time.
+        known = await repo.connection.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:relation)"), {"relation": table.relation}
+        )
+        if len(rows) >= (known.scalar_one_or_none() or 0):
+            await repo.connection.execute(sa.text(f"ANALYZE {table.relation}"))
     return out
 
 
