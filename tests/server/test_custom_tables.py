@@ -165,6 +165,9 @@ def test_rows_filter_sort_and_page(api: httpx.Client) -> None:
     assert seen == [f"INV-{i}" for i in range(6, -1, -1)]
     descending = api.get("/custom-tables/reconciliation_log/rows", params={"sort": "-amount", "limit": 2, "offset": 1})
     assert [r["invoice_id"] for r in descending.json()["rows"]] == ["INV-1", "INV-2"]
+    third_page = api.get("/custom-tables/reconciliation_log/rows", params={"page": 3, "page_size": 3}).json()
+    assert [r["invoice_id"] for r in third_page["rows"]] == ["INV-6"]
+    assert third_page["offset"] == 6
     bad = api.get("/custom-tables/reconciliation_log/rows", params={"where": '{"amount": "lots"}'})
     assert bad.status_code == 400 and bad.json()["message"].startswith("where.amount:")
     bad_sort = api.get("/custom-tables/reconciliation_log/rows", params={"sort": "colour"})
@@ -218,6 +221,8 @@ def test_every_mutation_is_audited_with_before_and_after(api: httpx.Client) -> N
     assert first["before"]["status"] == "open" and first["after"]["status"] == "closed"
     assert second["before"]["attempts"] is None and second["after"]["attempts"] == 2
     assert delete["before"]["attempts"] == 2 and delete["after"] is None
+    assert api.get("/custom-tables/reconciliation_log/audit", params={"row_id": row["id"] + 1}).json()["entries"] == []
+    assert len(api.get("/custom-tables/reconciliation_log/audit", params={"row_id": row["id"]}).json()["entries"]) == 4
     page = api.get("/custom-tables/reconciliation_log/audit", params={"page_size": 3}).json()
     assert len(page["entries"]) == 3 and page["next_page_token"]
 

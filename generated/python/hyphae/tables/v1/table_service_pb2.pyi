@@ -429,6 +429,7 @@ class ListRowsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Table name."""
     sort: _builtins.str
@@ -441,6 +442,8 @@ class ListRowsRequest(_message.Message):
     """Alias of page_size."""
     offset: _builtins.int
     """Skip this many rows (only without page_token)."""
+    page: _builtins.int
+    """1-based page number of page_size rows (the data grid's spelling); the same as offset = (page - 1) * page_size."""
     @_builtins.property
     def where(self) -> _json_pb2.Json:
         """A JSON object of field: value equalities (a JSON array value means "any of"), e.g.
@@ -457,10 +460,11 @@ class ListRowsRequest(_message.Message):
         page_token: _builtins.str = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        page: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "name", b"name", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "sort", b"sort", "where", b"where"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "name", b"name", "offset", b"offset", "page", b"page", "page_size", b"page_size", "page_token", b"page_token", "sort", b"sort", "where", b"where"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
