@@ -188,7 +188,8 @@ class Schema:
             raise InvalidArgument(f"must be an object, got {_type_name(row)}", field=path or "row")
         out: dict[str, Any] = {}
         for name, value in row.items():
-            out[name] = coerce(self.field(name, _join(path, name)), value, _join(path, name))
+            where = _join(path, name)
+            out[name] = coerce(self.field(name, where), value, where)
         for field in self.fields:
             if field.required and out.get(field.name) is None:
                 raise InvalidArgument("is required", field=_join(path, field.name))

@@ -97,6 +97,11 @@ def test_row_round_trip_with_typed_values(api: httpx.Client) -> None:
     # SDK-compatible spelling, and the {"data": ...} wrapper
     sdk = api.post("/custom-tables/reconciliation_log/rows", json={"data": {**row, "invoice_id": "INV-002"}})
     assert sdk.status_code == 201, sdk.text
+    awkward = {**row, "invoice_id": "INV-003", "status": 'tab\there\nnew line \\N "quoted" \u00e9\U0001f600'}
+    stored_awkward = api.post("/custom-tables/reconciliation_log/insert", json=awkward)
+    assert stored_awkward.status_code == 201, stored_awkward.text
+    assert stored_awkward.json()["status"] == awkward["status"]  # tabs, newlines and backslashes survive COPY
+    api.delete(f"/custom-tables/reconciliation_log/rows/{stored_awkward.json()['id']}")
     listed = api.get("/custom-tables/reconciliation_log/rows").json()
     assert [r["invoice_id"] for r in listed["rows"]] == ["INV-001", "INV-002"]
     assert listed["total"] == 2
