@@ -19,6 +19,7 @@ from hyphae.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from hyphae.orgs.v1 import org_config_service_pb2, org_config_service_pb2_grpc
 from hyphae.runs.v1 import run_service_pb2, run_service_pb2_grpc
 from hyphae.system.v1 import system_service_pb2, system_service_pb2_grpc
+from hyphae.tables.v1 import table_service_pb2, table_service_pb2_grpc
 from hyphae.workflows.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,6 +35,7 @@ from server.runtime.executor import Executor, LlmDefaults
 from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
 from server.services.approvals import ApprovalService
+from server.services.custom_tables import TableService
 from server.services.documents import DocumentService, expire_due
 from server.services.gateway import GatewayService
 from server.services.org_config import OrgConfigService
@@ -56,6 +58,7 @@ SERVICES = [
         (run_service_pb2, "RunService"),
         (approval_service_pb2, "ApprovalService"),
         (document_service_pb2, "DocumentService"),
+        (table_service_pb2, "TableService"),
     )
 ]
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -113,6 +116,7 @@ async def build_grpc_server(
         ),
         server,
     )
+    table_service_pb2_grpc.add_TableServiceServicer_to_server(TableService(engine), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

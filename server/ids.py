@@ -15,6 +15,7 @@ PREFIXES = {
     "request": "req",
     "run": "run",
     "document_audit": "dau",
+    "custom_table": "ctb",
 }
 
 

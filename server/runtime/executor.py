@@ -1,8 +1,9 @@
 """Executes one run, step after step, each step's result committed before the next starts.
 
 The interpreter is small: evaluate the top-level condition once, then for each step its filter (or onFalse
-branch), run the step, store its output under its key in the context. Step kinds: the `matcher` primitive and
-registered actions of kind `http` and `matcher`; the other kinds fail the step with a clear error until they land.
+branch), run the step, store its output under its key in the context. Step kinds: the primitives (`matcher`,
+`loop`, approvals and forms, `custom-table` in runtime/table_step.py) and registered actions of kind `http`,
+`matcher`, `db`, `llm` and `custom-table`; the other kinds fail the step with a clear error until they land.
 Side effects get an idempotency key (run id + step index) recorded before the first attempt and sent on every one.
 """
 
@@ -25,7 +26,7 @@ from server import jsonvalue
 from server.blobstore import BlobStore
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
-from server.runtime import documents, llm, outbound
+from server.runtime import documents, llm, outbound, table_step
 from server.store import TenantRepository, interrupts
 from server.store import runs as store
 from server.store.db import connect
@@ -287,6 +288,15 @@ class Executor:
                 lease, {**evaluate.resolve(defaults, context, scopes=[properties]), **properties}
             )
             return self._matcher(step_type, merged, step)
+        if table_step.handles(step_type, action):  # the primitive and custom-table actions: one code path
+            try:
+                output, key_out = await table_step.run(
+                    self.engine, lease.org_id, lease.run_id, key, step, step_type, properties, action
+                )
+            except table_step.TableStepFailed as exc:
+                raise StepFailed(str(exc)) from None
+            updates = {key_out: output} if key_out else {}
+            return Outcome("completed", step_type, output=output, output_key=key_out, context_updates=updates)
         if action is None or action.kind not in (
             action_pb2.ACTION_KIND_HTTP,
             action_pb2.ACTION_KIND_LLM,

@@ -253,3 +253,46 @@ document_audit = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
     sa.Index("ix_document_audit_document", "org_id", "document_id", "id"),
 )
+
+# ---- custom tables (migration 0005). The rows of each custom table live in a real table of its own in the schema
+# `hyphae_tables`, named from the catalog id (server/store/custom_tables.py); these are the catalog and the audit.
+
+custom_tables = sa.Table(
+    "custom_tables",
+    metadata,
+    sa.Column("org_id", sa.Text, sa.ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    # The declared fields, JSON: [{"name", "type", "required", "maxLength"?}, ...]
+    sa.Column("fields", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.UniqueConstraint("org_id", "name", name="custom_tables_org_id_name_key"),
+)
+
+custom_table_audit = sa.Table(
+    "custom_table_audit",
+    metadata,
+    # No foreign key to custom_tables: the audit of a dropped table stays on record.
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("table_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("operation", sa.Text, nullable=False),  # insert, update, upsert or delete
+    sa.Column("row_id", sa.BigInteger, nullable=False),
+    sa.Column("before", sa.Text, nullable=True),
+    sa.Column("after", sa.Text, nullable=True),
+    sa.Column("actor_kind", sa.Text, nullable=False),  # api_key, org_header, run, agent or sdk_user
+    sa.Column("actor_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Index("ix_custom_table_audit_row", "org_id", "table_id", "row_id"),
+)
+
+custom_table_step_results = sa.Table(
+    "custom_table_step_results",
+    metadata,
+    # A workflow step's table operation, by the step's idempotency key: a retried step returns this result instead
+    # of writing again. Written in the transaction of the mutation.
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+)

@@ -7,7 +7,7 @@ Revises: 0004
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 
 SCHEMA = """
 CREATE TABLE documents (

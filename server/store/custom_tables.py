@@ -1,0 +1,343 @@
+"""Custom tables in Postgres: the catalog row per table (a tenant table) and one real table per custom table.
+
+The real table lives in the schema `hyphae_tables` and is named from the catalog id (`t_<uuid hex>`), never from
+user input; it has a bigint identity `id`, one typed column per declared field (the name checked by
+`domain.custom_tables.NAME`, always quoted) with a btree index each, and created/updated timestamps. It is reached
+only through a `Table` that `find` returned for the caller's org via `TenantRepository`, so another org's table is
+simply not found. Every mutation writes its audit rows in the same statement (data-modifying CTEs), so a row change
+and its audit entry commit together. Rows are rendered by Postgres (`row_to_json`, timestamps in UTC): numbers keep
+their digits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from server.domain import custom_tables as domain
+from server.errors import AlreadyExists, InvalidArgument, NotFound
+from server.ids import new_id
+from server.store import pagination
+from server.store.repository import TenantRepository
+from server.store.tables import custom_table_audit, custom_table_step_results, custom_tables
+from server.store.unique import unique_violation
+
+SCHEMA = "hyphae_tables"
+# After a bulk insert at least this large (and at least as large as the table was) the table is analysed, so the
+# planner picks the field indexes at once instead of after autovacuum's next pass.
+ANALYZE_AFTER = 10_000
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    name: str
+    fields: list[domain.Field]
+    created_at: datetime
+
+    @property
+    def relation(self) -> str:
+        return f'"{SCHEMA}"."{self.physical_name}"'
+
+    @property
+    def physical_name(self) -> str:
+        return "t_" + "".join(ch for ch in self.id.split("-", 1)[1] if ch.isalnum()).lower()
+
+    def index_name(self, position: int) -> str:
+        return f"{self.physical_name}_{position}"
+
+    def sql_type(self, name: str) -> str:
+        if name == "id":
+            return "bigint"
+        if name in ("created_at", "updated_at"):
+            return "timestamptz"
+        return domain.SQL_TYPES[self.schema.by_name[name].type]
+
+    @property
+    def schema(self) -> domain.Schema:
+        return domain.Schema(self.fields)
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # api_key, org_header, run, agent or sdk_user
+    id: str
+
+
+def _quote(name: str) -> str:
+    if not domain.NAME.match(name):  # names are checked on create; this guards the one place they enter SQL
+        raise ValueError(f"not a column name: {name!r}")
+    return f'"{name}"'
+
+
+def _from_row(row: Any) -> Table:
+    return Table(row.id, row.name, domain.fields_from_spec(json.loads(row.fields)), row.created_at)
+
+
+async def _utc(repo: TenantRepository) -> None:
+    await repo.connection.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
+
+
+async def create(repo: TenantRepository, name: str, fields: list[domain.Field]) -> Table:
+    spec = json.dumps([f.spec() for f in fields], separators=(",", ":"))
+    taken = AlreadyExists(f"a custom table named {name!r} already exists in this org", reason="TABLE_NAME_TAKEN")
+    with unique_violation(taken):
+        row = await repo.insert(custom_tables, {"id": new_id("custom_table"), "name": name, "fields": spec})
+    table = _from_row(row)
+    columns = [f"{_quote(f.name)} {domain.SQL_TYPES[f.type]}{' NOT NULL' if f.required else ''}" for f in table.fields]
+    await repo.connection.execute(
+        sa.text(
+            f"CREATE TABLE {table.relation} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            + "".join(f"{column}, " for column in columns)
+            + "created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now())"
+        )
+    )
+    for position, field in enumerate(table.fields):
+        await repo.connection.execute(
+            sa.text(f'CREATE INDEX "{table.index_name(position)}" ON {table.relation} ({_quote(field.name)})')
+        )
+    return table
+
+
+async def find(repo: TenantRepository, name: str) -> Table:
+    row = await repo.get(custom_tables, name=name)
+    if row is None:
+        raise NotFound(f"custom table {name!r} not found")
+    return _from_row(row)
+
+
+async def page(repo: TenantRepository, request: pagination.PageRequest) -> tuple[list[Table], str]:
+    rows, token = await repo.page(custom_tables, request, sort="name", descending=False)
+    return [_from_row(row) for row in rows], token
+
+
+async def drop(repo: TenantRepository, table: Table) -> None:
+    await repo.delete(custom_tables, id=table.id)
+    await repo.connection.execute(sa.text(f"DROP TABLE IF EXISTS {table.relation}"))
+
+
+def _audit_insert(source: str, before: str, after: str, sources: str = "") -> str:
+    return (
+        "INSERT INTO custom_table_audit (org_id, table_id, operation, row_id, before, after, actor_kind, actor_id) "
+        f"SELECT :org, :table_id, :operation, {source}.id, {before}, {after}, :actor_kind, :actor_id "
+        f"FROM {sources or source}"
+    )
+
+
+def _audit_params(repo: TenantRepository, table: Table, operation: str, actor: Actor) -> dict[str, Any]:
+    return {
+        "org": repo.org_id,
+        "table_id": table.id,
+        "operation": operation,
+        "actor_kind": actor.kind,
+        "actor_id": actor.id,
+    }
+
+
+async def insert(
+    repo: TenantRepository, table: Table, rows: list[dict[str, Any]], actor: Actor, *, operation: str = "insert"
+) -> list[str]:
+    """Insert checked rows (all or none); the stored rows as JSON text, in the order given.
+
+    The ids are drawn from the table's identity sequence first, then the rows go in by COPY (on this
+    transaction's connection) and one statement writes their audit entries and reads them back."""
+    await _utc(repo)
+    names = [f.name for f in table.fields]
+    sequence = await repo.connection.execute(
+        sa.text("SELECT nextval(pg_get_serial_sequence(:relation, 'id')) FROM generate_series(1, :n)"),
+        {"relation": table.relation, "n": len(rows)},
+    )
+    ids = [int(i) for i in sequence.scalars()]
+    raw = await repo.connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    columns = ", ".join(["id", *(_quote(n) for n in names)])
+    async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
+        for row_id, row in zip(ids, rows, strict=True):
+            await copy.write_row((row_id, *(row.get(n) for n in names)))
+    statement = sa.text(
+        f"WITH ins AS (SELECT t.id, row_to_json(t)::text AS row FROM {table.relation} t WHERE t.id = ANY(:ids)), "
+        f"aud AS ({_audit_insert('ins', 'NULL', 'ins.row')}) "
+        "SELECT ins.row FROM ins ORDER BY ins.id"
+    )
+    result = await repo.connection.execute(statement, {**_audit_params(repo, table, operation, actor), "ids": ids})
+    out = [str(r) for r in result.scalars()]
+    if len(rows) >= ANALYZE_AFTER:
+        # Only when this insert at least doubles what the planner knows of the table (-1: never analysed), so a
+        # series of bulk inserts analyses log(n) times, not every time.
+        known = await repo.connection.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:relation)"), {"relation": table.relation}
+        )
+        if len(rows) >= (known.scalar_one_or_none() or 0):
+            await repo.connection.execute(sa.text(f"ANALYZE {table.relation}"))
+    return out
+
+
+def _condition(table: Table, where: dict[str, Any], params: dict[str, Any], alias: str) -> str:
+    parts: list[str] = []
+    for position, (name, value) in enumerate(where.items()):
+        column = f"{alias}.{_quote(name)}"
+        sql_type = table.sql_type(name)
+        key = f"w{position}"
+        if isinstance(value, list):
+            present = [v for v in value if v is not None]
+            params[key] = present
+            test = f"{column} = ANY(CAST(:{key} AS {sql_type}[]))"
+            parts.append(f"({test} OR {column} IS NULL)" if len(present) < len(value) else test)
+        elif value is None:
+            parts.append(f"{column} IS NULL")
+        else:
+            params[key] = value
+            parts.append(f"{column} = CAST(:{key} AS {sql_type})")
+    return " AND ".join(parts) or "TRUE"
+
+
+async def update(
+    repo: TenantRepository,
+    table: Table,
+    where: dict[str, Any],
+    changes: dict[str, Any],
+    actor: Actor,
+    *,
+    operation: str = "update",
+) -> list[str]:
+    """Set `changes` on the rows `where` selects; the rows as they are now."""
+    await _utc(repo)
+    params = _audit_params(repo, table, operation, actor)
+    condition = _condition(table, where, params, "t")
+    sets = []
+    for position, (name, value) in enumerate(changes.items()):
+        params[f"s{position}"] = value
+        sets.append(f"{_quote(name)} = CAST(:s{position} AS {table.sql_type(name)})")
+    statement = sa.text(
+        f"WITH old AS (SELECT t.id, row_to_json(t)::text AS before FROM {table.relation} t WHERE {condition} "
+        "FOR UPDATE), "
+        f"upd AS (UPDATE {table.relation} t SET {', '.join(sets)}, updated_at = now() FROM old WHERE t.id = old.id "
+        "RETURNING t.*), "
+        f"aud AS ({_audit_insert('upd', 'old.before', 'row_to_json(upd)::text', 'upd JOIN old ON old.id = upd.id')}) "
+        "SELECT row_to_json(upd)::text AS row FROM upd ORDER BY upd.id"
+    )
+    result = await repo.connection.execute(statement, params)
+    return [str(r) for r in result.scalars()]
+
+
+async def delete(repo: TenantRepository, table: Table, row_id: int, actor: Actor) -> bool:
+    await _utc(repo)
+    params = {**_audit_params(repo, table, "delete", actor), "row_id": row_id}
+    statement = sa.text(
+        f"WITH del AS (DELETE FROM {table.relation} t WHERE t.id = :row_id RETURNING t.*), "
+        f"aud AS ({_audit_insert('del', 'row_to_json(del)::text', 'NULL')}) "
+        "SELECT count(*) FROM del"
+    )
+    return bool((await repo.connection.execute(statement, params)).scalar_one())
+
+
+async def lock_selection(repo: TenantRepository, table: Table, where: dict[str, Any]) -> None:
+    """Serialise upserts of one selection (two concurrent upserts would otherwise both insert)."""
+    key = json.dumps([table.id, sorted((k, str(v)) for k, v in where.items())])
+    await repo.connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+@dataclass(frozen=True)
+class Sort:
+    column: str = "id"
+    descending: bool = False
+
+
+def parse_sort(table: Table, sort: str) -> Sort:
+    text = sort.strip()
+    descending = text.startswith("-")
+    name = text.lstrip("-+") or "id"
+    if name not in ("id", "created_at", "updated_at") and name not in table.schema.by_name:
+        raise InvalidArgument(
+            f"{name!r} is not a field of this table (id, created_at, updated_at or a declared field)", field="sort"
+        )
+    return Sort(name, descending)
+
+
+def select_statement(
+    table: Table, where: dict[str, Any], sort: Sort, request: pagination.PageRequest
+) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The query of one page of rows (also EXPLAINed by tests): keyset on (sort column, id), nulls last."""
+    params: dict[str, Any] = {}
+    conditions = [_condition(table, where, params, "t")]
+    column = f"t.{_quote(sort.column)}"
+    less_or_more = "<" if sort.descending else ">"
+    if request.after is not None:
+        try:
+            after_value, after_id = json.loads(request.after, parse_float=Decimal)
+            after_id = int(after_id)
+        except (ValueError, TypeError):
+            raise InvalidArgument("is not a token of this listing", field="page_token") from None
+        params["after_id"] = after_id
+        if sort.column == "id":
+            conditions.append(f"t.id {less_or_more} :after_id")
+        elif after_value is None:
+            conditions.append(f"({column} IS NULL AND t.id {less_or_more} :after_id)")
+        else:
+            params["after_value"] = after_value
+            typed = f"CAST(:after_value AS {table.sql_type(sort.column)})"
+            conditions.append(
+                f"({column} {less_or_more} {typed} OR ({column} = {typed} AND t.id {less_or_more} :after_id) "
+                f"OR {column} IS NULL)"
+            )
+    direction = "DESC" if sort.descending else "ASC"
+    order = f"t.id {direction}" if sort.column == "id" else f"{column} {direction} NULLS LAST, t.id {direction}"
+    params["limit"] = request.size + 1
+    params["offset"] = request.offset
+    statement = sa.text(
+        f"SELECT row_to_json(t)::text AS row, json_build_array({column}, t.id)::text AS cursor "
+        f"FROM {table.relation} t WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT :limit OFFSET :offset"
+    )
+    return statement, params
+
+
+async def select(
+    repo: TenantRepository, table: Table, where: dict[str, Any], sort: Sort, request: pagination.PageRequest
+) -> tuple[list[str], str]:
+    await _utc(repo)
+    statement, params = select_statement(table, where, sort, request)
+    rows = list((await repo.connection.execute(statement, params)).all())
+    rows, token = pagination.next_token(rows, request, "cursor")
+    return [str(row.row) for row in rows], token
+
+
+async def count(repo: TenantRepository, table: Table, where: dict[str, Any]) -> int:
+    params: dict[str, Any] = {}
+    condition = _condition(table, where, params, "t")
+    statement = sa.text(f"SELECT count(*) FROM {table.relation} t WHERE {condition}")
+    return int((await repo.connection.execute(statement, params)).scalar_one())
+
+
+async def audit_page(
+    repo: TenantRepository, table: Table, request: pagination.PageRequest, *, row_id: int = 0
+) -> tuple[list[Any], str]:
+    where = [custom_table_audit.c.table_id == table.id]
+    if row_id:
+        where.append(custom_table_audit.c.row_id == row_id)
+    return await repo.page(custom_table_audit, request, sort="id", descending=True, where=where)
+
+
+async def claim_step(repo: TenantRepository, key: str) -> str | None:
+    """Claim a workflow step's table operation by its idempotency key. None: go ahead (the result is recorded
+    with `record_step` in this transaction); else the JSON result an earlier attempt recorded."""
+    statement = (
+        pg_insert(custom_table_step_results)
+        .values(org_id=repo.org_id, idempotency_key=key)
+        .on_conflict_do_nothing()
+        .returning(custom_table_step_results.c.idempotency_key)
+    )
+    if (await repo.connection.execute(statement)).first() is not None:
+        return None
+    row = await repo.get(custom_table_step_results, idempotency_key=key)
+    return "null" if row is None or row.result is None else str(row.result)
+
+
+async def record_step(repo: TenantRepository, key: str, result: str) -> None:
+    await repo.update(custom_table_step_results, {"idempotency_key": key}, {"result": result})
