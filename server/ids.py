@@ -14,6 +14,8 @@ PREFIXES = {
     "api_key": "key",
     "request": "req",
     "run": "run",
+    "generation": "llm_gen",
+    "ai_process": "aiproc",
 }
 
 
