@@ -1,6 +1,7 @@
 """The fake model server: an OpenAI-compatible Chat Completions endpoint over real HTTP that answers from a scenario
 file (see `scenarios.py`). Deterministic and free: tests, benchmarks and `hyphae serve --demo` use it instead of a
-paid model. Routes: POST /v1/chat/completions (and /chat/completions), GET /v1/models (and /models), GET /health."""
+paid model. Routes: POST /v1/chat/completions (and /chat/completions; `stream: true` answers Server-Sent Events
+chunks the way OpenAI does), GET /v1/models (and /models), GET /health."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Self
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from server.fakemodel.scenarios import DEMO_SCENARIOS, Conversation, ScenarioFile, Script, load, text_of
@@ -119,8 +120,6 @@ class FakeModel:
         messages = body["messages"]
         if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
             return _error(400, "every message needs a `role`", "invalid_request_error", None)
-        if body.get("stream"):
-            return _error(400, "the fake model does not stream: send stream=false", "invalid_request_error", None)
         tools = body.get("tools") or []
         declared = frozenset(
             str(t["function"]["name"])
@@ -160,27 +159,62 @@ class FakeModel:
             completion_text += " ".join(call["function"]["arguments"] for call in message["tool_calls"])
         prompt_tokens = sum(_words(text_of(m.get("content"))) for m in messages)
         completion_tokens = _words(completion_text)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        head = {
+            "id": f"chatcmpl-{conversation.fingerprint[:24]}",
+            "created": CREATED,
+            "model": str(body.get("model") or self.script.file.models[0]),
+            "system_fingerprint": f"hyphae-fake:{answer.scenario}",
+        }
+        finish = "tool_calls" if answer.tool_calls else "stop"
+        if body.get("stream"):
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            chunks = _chunks(head, message, finish, usage if include_usage else None)
+            return StreamingResponse(chunks, media_type="text/event-stream", headers={"cache-control": "no-cache"})
         return JSONResponse(
             {
-                "id": f"chatcmpl-{conversation.fingerprint[:24]}",
+                **head,
                 "object": "chat.completion",
-                "created": CREATED,
-                "model": str(body.get("model") or self.script.file.models[0]),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": "tool_calls" if answer.tool_calls else "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-                "system_fingerprint": f"hyphae-fake:{answer.scenario}",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": usage,
             }
         )
+
+
+STREAM_PIECE = 16  # characters per content or arguments fragment when streaming
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i : i + STREAM_PIECE] for i in range(0, len(text), STREAM_PIECE)]
+
+
+async def _chunks(
+    head: dict[str, Any], message: dict[str, Any], finish: str, usage: dict[str, int] | None
+) -> AsyncIterator[str]:
+    """The answer as OpenAI stream chunks: the role, content fragments, tool-call fragments keyed by index (the
+    first with id, type and name), the finish reason, the usage chunk if asked for, then [DONE]."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [choice]})}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in _pieces(message.get("content") or ""):
+        yield chunk({"content": piece})
+    for index, call in enumerate(message.get("tool_calls", [])):
+        first = {"index": index, "id": call["id"], "type": "function"}
+        yield chunk({"tool_calls": [{**first, "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        for piece in _pieces(call["function"]["arguments"]):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    yield chunk({}, finish)
+    if usage is not None:
+        yield f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 class _QuietServer(uvicorn.Server):

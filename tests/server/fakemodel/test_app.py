@@ -180,8 +180,37 @@ def test_no_matching_scenario_is_a_clear_400(client: httpx.Client) -> None:
     assert "refund" in response.json()["error"]["message"]
 
 
-def test_streaming_and_malformed_requests_are_refused(client: httpx.Client) -> None:
-    assert chat(client, [{"role": "user", "content": "flaky"}], stream=True).status_code == 400
+def test_streaming_sends_content_and_tool_call_fragments(client: httpx.Client) -> None:
+    declared = [{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "b"}}]
+    msgs = [{"role": "user", "content": "use tools please"}]
+    plain = chat(client, msgs, tools=declared).json()
+    response = chat(client, msgs, tools=declared, stream=True, stream_options={"include_usage": True})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+    content, finish = "", None
+    calls: dict[int, dict[str, Any]] = {}
+    for piece in chunks[:-1]:
+        choice = piece["choices"][0]
+        content += choice["delta"].get("content") or ""
+        finish = choice["finish_reason"] or finish
+        for fragment in choice["delta"].get("tool_calls", []):
+            call = calls.setdefault(fragment["index"], {"arguments": ""})
+            call.update({k: v for k, v in fragment.items() if k in ("id", "type")})
+            call["name"] = fragment.get("function", {}).get("name", call.get("name"))
+            call["arguments"] += fragment.get("function", {}).get("arguments", "")
+    message = plain["choices"][0]["message"]
+    assert content == message["content"]
+    assert finish == "tool_calls"
+    assert [
+        {"id": c["id"], "type": c["type"], "function": {"name": c["name"], "arguments": c["arguments"]}}
+        for _, c in sorted(calls.items())
+    ] == message["tool_calls"]
+
+
+def test_malformed_requests_are_refused(client: httpx.Client) -> None:
     assert client.post("/chat/completions", content=b"not json").status_code == 400
     assert client.post("/chat/completions", json={"messages": []}).status_code == 400
 
