@@ -157,7 +157,8 @@ class Generator:
                     idempotency_key=f"{row.id}:{len(attempts) + 1}",
                 )
             except (llm.LlmError, outbound.OutboundError) as exc:
-                message = str(evaluate.redact(str(exc), [v for v in settings.values() if v]))
+                secrets = [v for v in (*settings.values(), self.llm_defaults.api_key) if v]
+                message = str(evaluate.redact(str(exc), secrets))
                 async with connect(self.engine) as connection:
                     await store.finish(connection, lease, status="failed", error=message)
                 return
