@@ -93,7 +93,7 @@ async def serve(settings: Settings, *, demo: bool = False, scenarios: str = "") 
             settings = replace(
                 settings,
                 llm_base_url=model.base_url,
-                llm_api_key=settings.llm_api_key or "demo",
+                llm_api_key=model.scenarios.api_key or "demo",
                 llm_model=model.scenarios.models[0],
                 outbound_allow=(*settings.outbound_allow, model.host),
             )

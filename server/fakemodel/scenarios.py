@@ -6,6 +6,9 @@ turn is chosen by how many assistant messages the request already carries, so a 
 the same answers and the server keeps no conversation state. Past the last turn the scenario's `then` turn answers, or
 else the last turn again. No scenario matching: the file's `default` turns, or else HTTP 400 `no_scenario_matched`.
 
+The file may also set `api_key` (then only that Bearer key is accepted; otherwise any non-empty one) and `models`
+(listed by GET /v1/models; the first is `hyphae serve --demo`'s default model).
+
 A turn is one of
 - `{"content": "text"}`;
 - `{"thought", "action", "action_input"}`: a ReAct answer, sent as native tool calls when the request declared a tool of
