@@ -10,6 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf import json_format
+from hyphae.actions.v1 import action_pb2
+from hyphae.api.v1 import json_pb2
+
+from server.domain import actions as action_rules
+from server.errors import InvalidArgument
+
 MAX_ATTEMPTS = 3
 MAX_PROMPT_CHARS = 20_000
 # Marks the prompt so a scripted model (scenario files) can tell generation requests apart, and a retry from a first.
@@ -21,7 +28,7 @@ A workflow definition is a JSON object {"actions": [step, ...]} with optional "c
 "schedule" ({"every": "5m"|"1h"|"1d", "at": "09:00", "timezone": "Europe/Berlin"} or {"cron": "0 9 * * 1-5"}).
 Each step is {"type": T, "properties": {...}} with optional "outputKey" (context key of its result),
 "filter": {"condition": C} (run the step only when C holds) and "onFalse": step (run instead when C is false).
-Types T are the primitives below or the name of one of the org's registered actions listed later:
+Types T are the primitives below, the org's registered actions listed later, or actions the draft defines:
 - "matcher": properties {"left": "@input.a", "right": "@input.b", "matchOn": ["field", ...], "tolerance": 0.02,
   "outputMatched": "matched", "outputUnmatchedLeft": "unmatched_left", "outputUnmatchedRight": "unmatched_right"}.
 - "loop": properties {"mode": "foreach", "items_path": "@list", "item_variable_name": "item",
@@ -33,12 +40,16 @@ Values: "@input.x" reads the run's input, "@key.path" a context key, "{{key.path
 {"equal": [a, b]}, "notEqual", "greaterThan", "lessThan", "greaterOrEqual", "lessOrEqual" (two operands),
 {"and": [C, ...]}, {"or": [C, ...]}, {"not": C}, {"hasKey": "@x.key"}, {"in": ["@x", ["a", "b"]]},
 {"matches": ["@x", "regex"]}; {"length": "@list"} may be an operand.
-Use only these primitives and the listed actions; never invent action names."""
+Use these primitives and the listed actions. When the request needs an action the org does not have, define it in
+"actions" as POST /actions takes it, e.g. {"action_name": "notify_team", "kind": "http", "description": "...",
+"url": "https://hooks.example.com/notify", "http_method": "POST"} or {"action_name": "summarize", "kind": "llm",
+"template": "Summarize: {{text}}"}; kinds: http (url, http_method), llm (template), db (datasource, query),
+matcher (left, right, matchOn). Never redefine a listed action."""
 
 ANSWER_FORMAT = """\
 Answer with one JSON object and nothing else:
 {"name": "snake_case_workflow_name", "description": "one sentence", "definition": {"actions": [...]},
- "explanation": "how the workflow meets the request, step by step"}"""
+ "actions": [new actions, if any], "explanation": "how the workflow meets the request, step by step"}"""
 
 
 @dataclass(frozen=True)
@@ -54,12 +65,14 @@ class Draft:
     description: str
     definition: Any
     explanation: str
+    actions: list[Any]
 
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
             "definition": self.definition,
+            "actions": self.actions,
             "explanation": self.explanation,
         }
 
@@ -105,12 +118,45 @@ def parse_answer(text: str) -> tuple[Draft | None, list[str]]:
     name = value.get("name")
     description = value.get("description")
     explanation = value.get("explanation")
+    actions = value.get("actions")
+    if actions is None:
+        actions = []
+    elif not isinstance(actions, list):
+        return None, ["answer.actions: must be a list of actions"]
     return (
         Draft(
             name=name if isinstance(name, str) else "",
             description=description if isinstance(description, str) else "",
             definition=value["definition"],
             explanation=explanation if isinstance(explanation, str) else "",
+            actions=actions,
         ),
         [],
     )
+
+
+KINDS = {name: kind for kind, name in action_rules.KIND_NAMES.items()}
+
+
+def action_from_json(value: Any, where: str) -> action_pb2.Action:
+    """A drafted action (the JSON POST /actions takes) as a validated Action; InvalidArgument naming `where`."""
+    if not isinstance(value, dict):
+        raise InvalidArgument("must be an object, as POST /actions takes it", field=where)
+    data = {k: v for k, v in value.items() if k not in ("id", "created_at", "updated_at", "kind", "body", "params")}
+    action = action_pb2.Action()
+    try:
+        json_format.ParseDict(data, action)  # proto names and the lowerCamel wire names (outputKey, matchOn...)
+    except json_format.ParseError as exc:
+        raise InvalidArgument(str(exc), field=where) from None
+    kind = value.get("kind")
+    if kind not in KINDS:
+        raise InvalidArgument(f"kind must be one of {', '.join(KINDS)}", field=where)
+    action.kind = KINDS[kind]
+    for key in ("body", "params"):
+        if value.get(key) is not None:
+            getattr(action, key).CopyFrom(json_pb2.Json(raw=json.dumps(value[key], ensure_ascii=False)))
+    try:
+        action_rules.validate(action)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message.removeprefix("action."), field=where) from None
+    return action

@@ -20,7 +20,8 @@ A turn is one of
   error with no answer after it fails every time.
 Every turn may set `delay_ms`. Strings in answers may use `{{last_message}}` (the last non-assistant message),
 `{{first_user_message}}`, `{{system}}`, `{{turn}}` (assistant messages so far) and `{{last_json.a.0.b}}` (a path into
-the last message parsed as JSON; a string that is only that placeholder takes the JSON value itself).
+the last message parsed as JSON; a string that is only that placeholder takes the JSON value itself). Any other
+`{{...}}` is sent as written, so scripted workflow definitions and tool inputs may carry Hyphen templates.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from typing import Any
 
 DEMO_SCENARIOS = Path(__file__).with_name("demo_scenarios.json")
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}")
-NAMES = ("last_message", "first_user_message", "system", "turn")
 TURN_KEYS = {"content", "thought", "action", "action_input", "tool_calls", "error", "times", "delay_ms"}
 
 
@@ -207,7 +207,6 @@ def _turn(raw: Any, where: str) -> Turn | ModelError:
     content = raw.get("content")
     if content is not None and not isinstance(content, str):
         raise ScenarioError(f"{where}.content: must be a string")
-    _check_placeholders(content, f"{where}.content")
     if "action" in raw:
         if "tool_calls" in raw or "content" in raw:
             raise ScenarioError(f"{where}: a ReAct turn (action) has no content or tool_calls")
@@ -216,9 +215,7 @@ def _turn(raw: Any, where: str) -> Turn | ModelError:
         thought = raw.get("thought", "")
         if not isinstance(thought, str):
             raise ScenarioError(f"{where}.thought: must be a string")
-        _check_placeholders(thought, f"{where}.thought")
         action_input = raw.get("action_input", {})
-        _check_placeholders(action_input, f"{where}.action_input")
         return Turn(thought=thought, action=raw["action"], action_input=action_input, delay_ms=delay)
     if "thought" in raw or "action_input" in raw:
         raise ScenarioError(f"{where}: thought and action_input need an action")
@@ -231,27 +228,10 @@ def _turn(raw: Any, where: str) -> Turn | ModelError:
             if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
                 raise ScenarioError(f"{where}.tool_calls[{i}]: must be an object with a `name`")
             _no_unknown(call, {"name", "arguments"}, f"{where}.tool_calls[{i}]")
-            _check_placeholders(call.get("arguments", {}), f"{where}.tool_calls[{i}].arguments")
             calls.append((call["name"], call.get("arguments", {})))
     elif content is None:
         raise ScenarioError(f"{where}: needs content, action, tool_calls or error")
     return Turn(content=content, tool_calls=tuple(calls), delay_ms=delay)
-
-
-def _check_placeholders(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        for name in PLACEHOLDER.findall(value):
-            root = name.split(".", 1)[0]
-            if not (name in NAMES or (root == "last_json")):
-                raise ScenarioError(
-                    f"{where}: unknown placeholder {{{{{name}}}}} (known: {', '.join(NAMES)}, last_json.*)"
-                )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_placeholders(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_placeholders(item, f"{where}[{i}]")
 
 
 def text_of(content: Any) -> str:
@@ -366,6 +346,9 @@ class _Filler:
         self.variables = variables
         self.last_json = last_json
 
+    def known(self, name: str) -> bool:
+        return name in self.variables or name.split(".", 1)[0] == "last_json"
+
     def lookup(self, name: str) -> Any:
         if name in self.variables:
             return self.variables[name]
@@ -384,7 +367,9 @@ class _Filler:
             whole = PLACEHOLDER.fullmatch(value)
             if whole and whole.group(1).startswith("last_json"):
                 return self.lookup(whole.group(1))
-            return PLACEHOLDER.sub(lambda m: _as_text(self.lookup(m.group(1))), value)
+            return PLACEHOLDER.sub(
+                lambda m: _as_text(self.lookup(m.group(1))) if self.known(m.group(1)) else m.group(0), value
+            )
         if isinstance(value, dict):
             return {key: self(item) for key, item in value.items()}
         if isinstance(value, list):

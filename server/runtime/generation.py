@@ -27,13 +27,15 @@ from hyphae.workflows.v1 import workflow_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.crypto import Sealed, SecretBox, config_context
+from server.domain import actions as action_rules
 from server.domain import evaluate
-from server.domain.generation import MAX_ATTEMPTS, ActionInfo, Draft, build_prompt, parse_answer
-from server.errors import HyphaeError, InvalidArgument
+from server.domain.generation import MAX_ATTEMPTS, ActionInfo, action_from_json, build_prompt, parse_answer
+from server.errors import HyphaeError
 from server.runtime import llm, outbound
 from server.runtime.executor import LlmDefaults
 from server.services.workflows import sync_schedule, validated_definition
 from server.store import TenantRepository
+from server.store import actions as action_store
 from server.store import generations as store
 from server.store import workflows as workflow_store
 from server.store.db import connect
@@ -167,8 +169,8 @@ class Generator:
                 name = options.get("name") or draft.name
                 if row.kind == "create" and not options.get("name") and name:
                     name = await self._free_name(row.org_id, name)
-                errors = await self._validate(row.org_id, draft, name, creating=row.kind == "create")
                 result = {**draft.as_json(), "name": name}
+                errors = await self._validate(row.org_id, result, creating=row.kind == "create")
             attempts.append({"text": text[:MAX_ANSWER_CHARS], "errors": errors})
             if not errors and result is not None:
                 try:
@@ -187,32 +189,26 @@ class Generator:
     async def _complete(
         self, lease: store.Lease, row: Any, attempts: list[dict[str, Any]], result: dict[str, Any]
     ) -> None:
-        """Record the valid draft and complete, creating the workflow for create-from-ai, in one transaction."""
+        """Record the valid draft and complete; create-from-ai registers the drafted actions and creates the
+        workflow in the same transaction."""
         async with connect(self.engine) as connection:
             await store.record(connection, lease, attempts=json.dumps(attempts), result=_dumps(result))
             workflow_id = None
             if row.kind == "create":
-                repo = TenantRepository(connection, row.org_id)
-                workflow = _workflow(result["name"], result["description"], result["definition"])
-                definition, spec = await validated_definition(repo, workflow)
-                created = await workflow_store.create(
-                    repo, name=workflow.name, description=workflow.description, definition=definition
-                )
-                if spec is not None:
-                    await sync_schedule(repo, created.id, spec)
-                workflow_id = created.id
+                workflow_id = await _provision(TenantRepository(connection, row.org_id), result, creating=True)
             await store.finish(connection, lease, status="completed", workflow_id=workflow_id)
 
-    async def _validate(self, org_id: str, draft: Draft, name: str, *, creating: bool) -> list[str]:
-        """The validator's errors for a draft (none: valid), exactly as POST /workflows would judge it."""
+    async def _validate(self, org_id: str, result: dict[str, Any], *, creating: bool) -> list[str]:
+        """The validator's errors for a draft (none: valid), judged exactly as POST /actions and POST /workflows
+        would: its actions and workflow are created in a savepoint that is then rolled back."""
         async with connect(self.engine) as connection:
-            repo = TenantRepository(connection, org_id)
+            savepoint = await connection.begin_nested()
             try:
-                await validated_definition(repo, _workflow(name, draft.description, draft.definition))
-            except InvalidArgument as exc:
+                await _provision(TenantRepository(connection, org_id), result, creating=creating)
+            except HyphaeError as exc:
                 return [exc.message]
-            if creating and await repo.get(workflows_table, name=name) is not None:
-                return [f"workflow.name: a workflow named {name!r} already exists in this org; propose another name"]
+            finally:
+                await savepoint.rollback()
         return []
 
     async def _free_name(self, org_id: str, name: str) -> str:
@@ -245,6 +241,26 @@ class Generator:
             )
             found[row.key] = value if isinstance(value, str) else json.dumps(value)
         return found
+
+
+async def _provision(repo: TenantRepository, result: dict[str, Any], *, creating: bool) -> str | None:
+    """Register the draft's actions and validate its workflow (creating it when `creating`): the created
+    workflow's id, or a HyphaeError naming the problem."""
+    for index, value in enumerate(result["actions"]):
+        action = action_from_json(value, f"actions[{index}]")
+        spec = action.SerializeToString(deterministic=True)
+        kind = action_rules.KIND_NAMES[action.kind]
+        await action_store.create(repo, action_name=action.action_name, kind=kind, spec=spec)
+    workflow = _workflow(result["name"], result["description"], result["definition"])
+    definition, spec_json = await validated_definition(repo, workflow)
+    if not creating:
+        return None
+    created = await workflow_store.create(
+        repo, name=workflow.name, description=workflow.description, definition=definition
+    )
+    if spec_json is not None:
+        await sync_schedule(repo, created.id, spec_json)
+    return str(created.id)
 
 
 def _workflow(name: str, description: str, definition: Any) -> workflow_pb2.Workflow:

@@ -78,6 +78,8 @@ def to_proto(row: Any) -> ai_pb2.Generation:
         updated_at=timestamp(row.updated_at),
         completed_at=timestamp(row.completed_at),
     )
+    for action in result.get("actions", []):
+        generation.actions.append(json_pb2.Json(raw=json.dumps(action, ensure_ascii=False)))
     if "definition" in result:
         generation.definition.CopyFrom(json_pb2.Json(raw=json.dumps(result["definition"], ensure_ascii=False)))
     return generation

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from server.fakemodel import FakeModelServer, parse
 from server.store.db import sqlalchemy_url
 from tests.conftest import make_settings, run_server
-from tests.server.runs_helpers import INVOICES, PAYMENTS, wait_for
+from tests.server.runs_helpers import INVOICES, PAYMENTS, Recorder, wait_for
 
 MATCHER = {
     "type": "matcher",
@@ -244,3 +244,43 @@ def test_demo_model_drafts_valid_workflows_with_free_names(api: httpx.Client) ->
             assert status["status"] == "completed", status
             names.append(api.get(f"/workflows/{status['workflow_id']}").json()["name"])
     assert names == ["demo_generated_workflow", "demo_generated_workflow_2"]
+
+
+def test_create_from_ai_registers_the_actions_the_draft_defines(api: httpx.Client, recorder: Recorder) -> None:
+    notify = {"action_name": "notify_finance", "kind": "http", "url": recorder.url, "http_method": "POST"}
+    step = {"type": "notify_finance", "properties": {"invoice": "@input.invoice_id"}}
+    draft = {"name": "notify", "description": "", "definition": {"actions": [step]}, "actions": [notify]}
+    broken = {**draft, "actions": [{**notify, "url": "not a url"}]}
+    script = {
+        "scenarios": [
+            {"match": "(?=.*validator rejected)(?=.*tell finance)", "turns": [{"content": json.dumps(draft)}]},
+            {"match": "tell finance", "turns": [{"content": json.dumps(broken)}]},
+        ]
+    }
+    with FakeModelServer(parse(script)) as fake:
+        use_model(api, fake)
+        process_id = api.post("/workflows/create-from-ai", json={"prompt": "tell finance"}).json()["process_id"]
+        status = wait_done(api, f"/workflows/generation-status/{process_id}")
+    assert status["status"] == "completed", status
+    process = api.get(f"/workflows/create-from-ai/{process_id}").json()
+    assert process["history"][0]["errors"][0].startswith("actions[0]: url: must be an absolute")
+    assert process["actions"] == [notify]
+    [registered] = api.get("/actions").json()["actions"]
+    assert {k: registered[k] for k in notify} == notify
+    run_id = api.post(f"/workflows/{status['workflow_id']}/execute", json={"input": {"invoice_id": "A-7"}}).json()[
+        "run_id"
+    ]
+    assert wait_for(api, run_id)["status"] == "completed"
+    assert [call["body"] for call in recorder.calls] == [{"invoice": "A-7"}]
+
+
+def test_generate_only_does_not_register_drafted_actions(api: httpx.Client) -> None:
+    action = {"action_name": "summarize_it", "kind": "llm", "template": "Summarize: {{text}}"}
+    draft = {"name": "s", "definition": {"actions": [{"type": "summarize_it"}]}, "actions": [action]}
+    with FakeModelServer(parse({"scenarios": [{"match": "summ", "turns": [{"content": json.dumps(draft)}]}]})) as fake:
+        use_model(api, fake)
+        generation_id = api.post("/ai/generate-workflow", json={"prompt": "summarize"}).json()["generation_id"]
+        status = wait_done(api, f"/ai/generate-workflow/{generation_id}/status")
+    assert status["status"] == "completed", status
+    assert api.get(f"/ai/generate-workflow/{generation_id}").json()["actions"] == [action]
+    assert api.get("/actions").json()["actions"] == []

@@ -238,3 +238,9 @@ def test_demo_scenarios_answer_llm_prompts_and_unknown_objectives() -> None:
 def test_served_scenarios_can_be_replaced(fake: FakeModelServer, client: httpx.Client) -> None:
     fake.scenarios = ScenarioFile.single({"content": "new script: {{first_user_message}}"})
     assert content(chat(client, [{"role": "user", "content": "anything"}])) == "new script: anything"
+
+
+def test_other_templates_pass_through_unchanged(fake: FakeModelServer, client: httpx.Client) -> None:
+    fake.scenarios = ScenarioFile.single({"action": "draft", "action_input": {"template": "Dear {{customer.name}}"}})
+    answer = json.loads(content(chat(client, [{"role": "user", "content": "x"}])))
+    assert answer["action_input"] == {"template": "Dear {{customer.name}}"}

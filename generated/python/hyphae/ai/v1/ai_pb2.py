@@ -27,7 +27,7 @@ from hyphae.api.v1 import json_pb2 as hyphae_dot_api_dot_v1_dot_json__pb2
 from hyphae.api.v1 import options_pb2 as hyphae_dot_api_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hyphae/ai/v1/ai.proto\x12\x0chyphae.ai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"E\n\nLlmOptions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_temperature\"+\n\nValidation\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"8\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t\"\xe2\x03\n\nGeneration\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.hyphae.ai.v1.GenerationStatus\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\'\n\ndefinition\x18\x06 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x13\n\x0b\x65xplanation\x18\x07 \x01(\t\x12,\n\nvalidation\x18\x08 \x01(\x0b\x32\x18.hyphae.ai.v1.Validation\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12&\n\x07history\x18\n \x03(\x0b\x32\x15.hyphae.ai.v1.Attempt\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x13\n\x0bworkflow_id\x18\x0c \x01(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x07\x44\x61gNode\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\"8\n\x07\x44\x61gEdge\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t*\xc1\x01\n\x10GenerationStatus\x12!\n\x1dGENERATION_STATUS_UNSPECIFIED\x10\x00\x12\x30\n\x1cGENERATION_STATUS_PROCESSING\x10\x01\x1a\x0e\xea\xf3\x18\nprocessing\x12.\n\x1bGENERATION_STATUS_COMPLETED\x10\x02\x1a\r\xea\xf3\x18\tcompleted\x12(\n\x18GENERATION_STATUS_FAILED\x10\x03\x1a\n\xea\xf3\x18\x06\x66\x61iledB\x04\xc8\xf3\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hyphae/ai/v1/ai.proto\x12\x0chyphae.ai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"E\n\nLlmOptions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_temperature\"+\n\nValidation\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"8\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\r\n\x05valid\x18\x02 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t\"\x88\x04\n\nGeneration\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.hyphae.ai.v1.GenerationStatus\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\'\n\ndefinition\x18\x06 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x13\n\x0b\x65xplanation\x18\x07 \x01(\t\x12,\n\nvalidation\x18\x08 \x01(\x0b\x32\x18.hyphae.ai.v1.Validation\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12&\n\x07history\x18\n \x03(\x0b\x32\x15.hyphae.ai.v1.Attempt\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x13\n\x0bworkflow_id\x18\x0c \x01(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x07\x61\x63tions\x18\x10 \x03(\x0b\x32\x13.hyphae.api.v1.Json\"N\n\x07\x44\x61gNode\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\"8\n\x07\x44\x61gEdge\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t*\xc1\x01\n\x10GenerationStatus\x12!\n\x1dGENERATION_STATUS_UNSPECIFIED\x10\x00\x12\x30\n\x1cGENERATION_STATUS_PROCESSING\x10\x01\x1a\x0e\xea\xf3\x18\nprocessing\x12.\n\x1bGENERATION_STATUS_COMPLETED\x10\x02\x1a\r\xea\xf3\x18\tcompleted\x12(\n\x18GENERATION_STATUS_FAILED\x10\x03\x1a\n\xea\xf3\x18\x06\x66\x61iledB\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,8 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATIONSTATUS'].values_by_name["GENERATION_STATUS_COMPLETED"]._serialized_options = b'\352\363\030\tcompleted'
   _globals['_GENERATIONSTATUS'].values_by_name["GENERATION_STATUS_FAILED"]._loaded_options = None
   _globals['_GENERATIONSTATUS'].values_by_name["GENERATION_STATUS_FAILED"]._serialized_options = b'\352\363\030\006failed'
-  _globals['_GENERATIONSTATUS']._serialized_start=925
-  _globals['_GENERATIONSTATUS']._serialized_end=1118
+  _globals['_GENERATIONSTATUS']._serialized_start=963
+  _globals['_GENERATIONSTATUS']._serialized_end=1156
   _globals['_LLMOPTIONS']._serialized_start=127
   _globals['_LLMOPTIONS']._serialized_end=196
   _globals['_VALIDATION']._serialized_start=198
@@ -50,9 +50,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTEMPT']._serialized_start=243
   _globals['_ATTEMPT']._serialized_end=299
   _globals['_GENERATION']._serialized_start=302
-  _globals['_GENERATION']._serialized_end=784
-  _globals['_DAGNODE']._serialized_start=786
-  _globals['_DAGNODE']._serialized_end=864
-  _globals['_DAGEDGE']._serialized_start=866
-  _globals['_DAGEDGE']._serialized_end=922
+  _globals['_GENERATION']._serialized_end=822
+  _globals['_DAGNODE']._serialized_start=824
+  _globals['_DAGNODE']._serialized_end=902
+  _globals['_DAGEDGE']._serialized_start=904
+  _globals['_DAGEDGE']._serialized_end=960
 # @@protoc_insertion_point(module_scope)

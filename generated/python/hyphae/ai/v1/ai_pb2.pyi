@@ -161,6 +161,7 @@ class Generation(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
     generation_id: _builtins.str
     """"llm_gen-<uuid>" (generations) or "aiproc-<uuid>" (create-from-ai processes)."""
     status: Global___GenerationStatus.ValueType
@@ -203,6 +204,12 @@ class Generation(_message.Message):
     def completed_at(self) -> _timestamp_pb2.Timestamp:
         """When it completed or failed."""
 
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedCompositeFieldContainer[_json_pb2.Json]:
+        """Actions the draft defines because the org has none that fits, each as POST /actions takes it; they are
+        validated with the draft, and create-from-ai registers them together with the workflow.
+        """
+
     def __init__(
         self,
         *,
@@ -221,10 +228,11 @@ class Generation(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        actions: _abc.Iterable[_json_pb2.Json] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "definition", b"definition", "updated_at", b"updated_at", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "completed_at", b"completed_at", "created_at", b"created_at", "definition", b"definition", "description", b"description", "error", b"error", "explanation", b"explanation", "generation_id", b"generation_id", "history", b"history", "name", b"name", "prompt", b"prompt", "status", b"status", "updated_at", b"updated_at", "validation", b"validation", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "attempts", b"attempts", "completed_at", b"completed_at", "created_at", b"created_at", "definition", b"definition", "description", b"description", "error", b"error", "explanation", b"explanation", "generation_id", b"generation_id", "history", b"history", "name", b"name", "prompt", b"prompt", "status", b"status", "updated_at", b"updated_at", "validation", b"validation", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
