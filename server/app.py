@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from hyphae.actions.v1 import action_service_pb2, action_service_pb2_grpc
+from hyphae.ai.v1 import ai_service_pb2, ai_service_pb2_grpc
 from hyphae.approvals.v1 import approval_service_pb2, approval_service_pb2_grpc
 from hyphae.documents.v1 import document_service_pb2, document_service_pb2_grpc
 from hyphae.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
@@ -32,8 +33,10 @@ from server.interceptors import Gatekeeper
 from server.ratelimit import RateLimiter
 from server.runtime import outbound
 from server.runtime.executor import Executor, LlmDefaults
+from server.runtime.generation import Generator, running_generator
 from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
+from server.services.ai import AiService
 from server.services.approvals import ApprovalService
 from server.services.custom_tables import TableService
 from server.services.documents import DocumentService, expire_due
@@ -59,6 +62,7 @@ SERVICES = [
         (approval_service_pb2, "ApprovalService"),
         (document_service_pb2, "DocumentService"),
         (table_service_pb2, "TableService"),
+        (ai_service_pb2, "AiService"),
     )
 ]
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -79,7 +83,12 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 async def build_grpc_server(
-    engine: AsyncEngine, settings: Settings, box: SecretBox, address: str, wake_workers: Callable[[], None]
+    engine: AsyncEngine,
+    settings: Settings,
+    box: SecretBox,
+    address: str,
+    wake_workers: Callable[[], None],
+    wake_generator: Callable[[], None] = lambda: None,
 ) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
     limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -117,6 +126,7 @@ async def build_grpc_server(
         server,
     )
     table_service_pb2_grpc.add_TableServiceServicer_to_server(TableService(engine), server)
+    ai_service_pb2_grpc.add_AiServiceServicer_to_server(AiService(engine, wake_generator), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -199,15 +209,38 @@ async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox
 
 
 @contextlib.asynccontextmanager
+async def generator_running(settings: Settings, engine: AsyncEngine, box: SecretBox) -> AsyncIterator[Generator]:
+    """This process's AI workflow generator (drafting only when settings.workers > 0, like the worker)."""
+    policy = outbound.OutboundPolicy(allow=settings.outbound_allow)
+    async with outbound.new_client() as client:
+        generator = Generator(
+            engine,
+            box,
+            policy,
+            client,
+            LlmDefaults(settings.llm_base_url, settings.llm_api_key, settings.llm_model),
+            lease_seconds=settings.lease_seconds,
+        )
+        if settings.workers <= 0:
+            yield generator
+            return
+        async with running_generator(generator):
+            yield generator
+
+
+@contextlib.asynccontextmanager
 async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[GrpcServing]:
     """The gRPC server (and this process's worker) up on settings.host:settings.grpc_port; stopped on exit."""
     engine = create_engine(database_url, pool_size=settings.db_pool_size)
     try:
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
         await check_secret_keys(engine, box)
-        async with worker_running(settings, engine, box) as worker:
+        async with (
+            worker_running(settings, engine, box) as worker,
+            generator_running(settings, engine, box) as generator,
+        ):
             grpc_server, port = await build_grpc_server(
-                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker.wake
+                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker.wake, generator.wake
             )
             await grpc_server.start()
             housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
@@ -231,7 +264,8 @@ async def worker_only(settings: Settings, database_url: str) -> AsyncIterator[Wo
     try:
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
         await check_secret_keys(engine, box)
-        async with worker_running(replace(settings, workers=max(settings.workers, 1)), engine, box) as worker:
+        busy = replace(settings, workers=max(settings.workers, 1))
+        async with worker_running(busy, engine, box) as worker, generator_running(busy, engine, box):
             yield worker
     finally:
         await engine.dispose()

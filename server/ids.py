@@ -16,6 +16,8 @@ PREFIXES = {
     "run": "run",
     "document_audit": "dau",
     "custom_table": "ctb",
+    "generation": "llm_gen",
+    "ai_process": "aiproc",
 }
 
 

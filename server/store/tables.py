@@ -296,3 +296,29 @@ custom_table_step_results = sa.Table(
     sa.Column("result", sa.Text, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
 )
+
+# --- AI workflow generation (migration 0010) ----------------------------------------------------------------------
+
+ai_generations = sa.Table(
+    "ai_generations",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),  # llm_gen-<uuid> (generate) or aiproc-<uuid> (create-from-ai)
+    sa.Column("kind", sa.Text, nullable=False),  # generate or create
+    sa.Column("status", sa.Text, nullable=False),  # processing, completed or failed
+    sa.Column("prompt", sa.Text, nullable=False),
+    # {"model", "temperature", "name"} as asked
+    sa.Column("options", sa.Text, nullable=False),
+    # One entry per model draft, committed before the next model call: {"text", "draft", "errors"}
+    sa.Column("attempts", sa.Text, nullable=False, server_default="[]"),
+    # The last parsed draft {"name", "description", "definition", "explanation"}
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("workflow_id", sa.Text, nullable=True),
+    sa.Column("lease_owner", sa.Text, nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_ai_generations_processing", "created_at", postgresql_where=sa.text("status = 'processing'")),
+)
