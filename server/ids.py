@@ -14,6 +14,7 @@ PREFIXES = {
     "api_key": "key",
     "request": "req",
     "run": "run",
+    "agent": "agent",
 }
 
 

@@ -196,3 +196,25 @@ schedules = sa.Table(
     sa.ForeignKeyConstraint(["org_id", "workflow_id"], ["workflows.org_id", "workflows.id"], ondelete="CASCADE"),
     sa.Index("ix_schedules_next_due_at", "next_due_at"),
 )
+
+# --- agents ---------------------------------------------------------------------------------------------------
+
+agent_steps = sa.Table(
+    "agent_steps",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    # the react step's idempotency key (`<run>:<step>`, or `<run>:<step>:<item>:<inner>` inside a foreach)
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("iteration", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # model, tool or pause
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("response", sa.Text, nullable=True),  # NULL while the call is in flight (or the pause unanswered)
+    sa.Column("success", sa.Boolean, nullable=True),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
+)
