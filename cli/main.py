@@ -1,4 +1,4 @@
-"""The `hyphae` command: serve, migrate, orgs create."""
+"""The `hyphae` command: serve, gateway, worker, migrate, orgs create, fake-model."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     from cli.process import serve
 
-    asyncio.run(serve(settings))
+    if args.scenarios and not args.demo:
+        raise ValueError("--scenarios goes with --demo")
+    asyncio.run(serve(settings, demo=args.demo, scenarios=args.scenarios))
+
+
+def _fake_model(args: argparse.Namespace, settings: Settings) -> None:
+    from cli.process import fake_model
+
+    asyncio.run(fake_model(args.host, args.port, args.scenarios))
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> None:
@@ -85,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hyphae", description="Hyphae: agents and human-in-the-loop workflows.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run REST (:3009) and gRPC (:50051), embedded Postgres by default")
+    serve.add_argument(
+        "--demo", action="store_true", help="answer llm steps and agents with the built-in scripted model (no API key)"
+    )
+    serve.add_argument("--scenarios", default="", help="with --demo: a scenario file instead of the built-in one")
     serve.set_defaults(run=_serve)
     gateway = commands.add_parser("gateway", help="run only the REST gateway, in front of a gRPC server elsewhere")
     gateway.add_argument("--grpc-target", default="127.0.0.1:50051", help="host:port of the gRPC server")
@@ -98,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--label", default="default", help="label of the first key")
     create.add_argument("--permissions", choices=["full", "read_only", "execute_only"], default="full")
     create.set_defaults(run=_orgs_create)
+    fake = commands.add_parser("fake-model", help="run the scripted OpenAI-compatible fake model server")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8089)
+    fake.add_argument("--scenarios", default="", help="scenario file (JSON; default: the built-in demo scenarios)")
+    fake.set_defaults(run=_fake_model)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin on every start

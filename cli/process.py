@@ -8,7 +8,7 @@ import contextlib
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import uvicorn
 
@@ -81,8 +81,31 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
         sock.close()
 
 
-async def serve(settings: Settings) -> None:
-    """`hyphae serve`: run until SIGINT/SIGTERM, then stop cleanly (the embedded Postgres too)."""
+async def serve(settings: Settings, *, demo: bool = False, scenarios: str = "") -> None:
+    """`hyphae serve`: run until SIGINT/SIGTERM, then stop cleanly (the embedded Postgres too). With `demo`, the
+    scripted fake model runs in-process on a loopback port and is the server's default model."""
+    async with contextlib.AsyncExitStack() as stack:
+        if demo:
+            from server.fakemodel import FakeModelServer
+
+            # record=False: a long-running demo must not keep every request in memory
+            model = await stack.enter_async_context(FakeModelServer(scenarios or None, record=False).running())
+            settings = replace(
+                settings,
+                llm_base_url=model.base_url,
+                llm_api_key=settings.llm_api_key or "demo",
+                llm_model=model.scenarios.models[0],
+                outbound_allow=(*settings.outbound_allow, model.host),
+            )
+            print(
+                f"Demo model (scripted, no API key): {model.base_url} answers llm steps and agents of every org "
+                f"without its own settings:llm_base_url; {model.host} is allowed for outbound calls",
+                flush=True,
+            )
+        await _serve(settings)
+
+
+async def _serve(settings: Settings) -> None:
     with database(settings) as url:
         await asyncio.to_thread(migrate, url)
         async with running(settings, url) as up:
@@ -112,3 +135,16 @@ async def work(settings: Settings) -> None:
             print(f"Hyphae worker {worker.owner}: {worker.concurrency} runs at a time (Ctrl-C stops)", flush=True)
             await stop.wait()
             print("stopping...", flush=True)
+
+
+async def fake_model(host: str, port: int, scenarios: str) -> None:
+    """`hyphae fake-model`: the scripted model alone, until SIGINT/SIGTERM."""
+    from server.fakemodel import FakeModelServer
+
+    async with FakeModelServer(scenarios or None, host=host, port=port, record=False).running() as model:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"Hyphae fake model: {model.base_url} (OpenAI-compatible, any Bearer key; Ctrl-C stops)", flush=True)
+        await stop.wait()

@@ -2,53 +2,36 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
 
+from server.fakemodel import FakeModelServer, ScenarioFile
 from tests.server.runs_helpers import wait_for
 
 
-class FakeModel:
-    """Answers chat completions with "summary of: <prompt>", recording requests."""
+class FakeModel(FakeModelServer):
+    """The shipped fake model server, scripted to answer "summary of: <prompt>" unless a test sets `answer`."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.answer: str | None = None  # a fixed answer instead of "summary of: <prompt>"
-        owner = self
+        super().__init__(ScenarioFile.single({"content": "summary of: {{last_message}}"}))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-                owner.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
-                prompt = body["messages"][-1]["content"]
-                content = owner.answer if owner.answer is not None else f"summary of: {prompt}"
-                answer = {"choices": [{"message": {"role": "assistant", "content": content}}]}
-                payload = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+    @property
+    def answer(self) -> str | None:
+        turn = self.scenarios.scenarios[0].steps[0].answer
+        return turn.content if turn else None
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @answer.setter
+    def answer(self, content: str) -> None:
+        """Every request answers `content` from now on."""
+        self.scenarios = ScenarioFile.single({"content": content})
 
 
 @pytest.fixture
 def model() -> Iterator[FakeModel]:
-    fake = FakeModel()
-    yield fake
-    fake.server.shutdown()
+    with FakeModel() as fake:
+        yield fake
 
 
 def summarize(api: httpx.Client) -> str:
