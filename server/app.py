@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from hyphae.actions.v1 import action_service_pb2, action_service_pb2_grpc
+from hyphae.agents.v1 import agent_service_pb2, agent_service_pb2_grpc
 from hyphae.approvals.v1 import approval_service_pb2, approval_service_pb2_grpc
 from hyphae.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from hyphae.orgs.v1 import org_config_service_pb2, org_config_service_pb2_grpc
@@ -31,6 +32,7 @@ from server.runtime import outbound
 from server.runtime.executor import Executor, LlmDefaults
 from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
+from server.services.agents import AgentService
 from server.services.approvals import ApprovalService
 from server.services.gateway import GatewayService
 from server.services.org_config import OrgConfigService
@@ -52,6 +54,7 @@ SERVICES = [
         (gateway_service_pb2, "GatewayService"),
         (run_service_pb2, "RunService"),
         (approval_service_pb2, "ApprovalService"),
+        (agent_service_pb2, "AgentService"),
     )
 ]
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -100,6 +103,7 @@ async def build_grpc_server(
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayService(engine, authenticator), server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, wake_workers), server)
     approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(engine, wake_workers), server)
+    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(engine, wake_workers), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
