@@ -256,6 +256,12 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
                 agents.append(agent_proto(row, journal, pause, await store.usage(repo, row.id), False))
         return pb.ListAgentsResponse(agents=agents, next_page_token=token)
 
+    async def GetAgentUsage(self, request: pb.GetAgentUsageRequest, context: Context) -> pb.GetAgentUsageResponse:
+        async with tenant(self.engine, auth.org_id()) as repo:
+            prompt, completion = await store.usage(repo)
+        usage = agent_pb2.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+        return pb.GetAgentUsageResponse(usage=usage)
+
     async def GetAgentStatus(self, request: pb.GetAgentStatusRequest, context: Context) -> pb.GetAgentStatusResponse:
         return pb.GetAgentStatusResponse(
             agent=await self._read(auth.org_id(), request.agent_run_id, with_trace=request.include_trace)

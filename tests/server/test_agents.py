@@ -297,3 +297,45 @@ def test_a_workflow_tool_starts_a_child_run_and_waits_for_it(agents: httpx.Clien
     [child_run] = agent["triggered_runs"]
     assert agents.get(f"/runs/{child_run}/status").json()["status"] == "completed"
     assert [call["path"] for call in recorder.calls] == ["/anything/orders/41"]
+
+
+def test_timeout_ms_fails_a_slow_agent_with_timeout(agents: httpx.Client) -> None:
+    agent = agents.post("/agents/execute", json={"objective": "A slow thinker", "config": {"timeout_ms": 300}}).json()
+    assert agent["status"] == "failed", agent
+    assert agent["stop_reason"] == "timeout" and "timeout_ms=300" in agent["error"]
+
+
+def test_secrets_are_redacted_in_the_trace(agents: httpx.Client, recorder: Recorder) -> None:
+    stored = agents.post("/org-config", json={"key": "api:crm_token", "value": "crm-secret-value-42"})
+    assert stored.status_code == 200, stored.text
+    action = {
+        "action_name": "crm_echo",
+        "kind": "http",
+        "url": recorder.url.removesuffix("/post") + "/crm/orgconfig:api:crm_token",
+        "http_method": "GET",
+        "passthrough": True,
+    }
+    assert agents.post("/actions", json=action).status_code == 201
+    body = {"objective": "Please echo the secret", "tools": [{"type": "action", "name": "crm_echo"}]}
+    agent = agents.post("/agents/execute", json=body).json()
+    assert agent["status"] == "completed", agent
+    assert [call["path"] for call in recorder.calls] == ["/crm/crm-secret-value-42"]  # the tool got the secret
+    trace = agents.get(f"/agents/{agent['agent_run_id']}/trace").text
+    assert "crm-secret-value-42" not in trace and "****" in trace
+
+
+def test_legacy_run_workflow_without_wait_dispatches_and_goes_on(agents: httpx.Client) -> None:
+    child = {"type": "PbotApproval", "properties": {"comment": "hold"}}
+    assert agents.post("/workflows", json={"name": "child_flow", "definition": {"actions": [child]}}).status_code == 201
+    agent = agents.post("/agents/execute", json={"objective": "Please route the document"}).json()
+    assert agent["status"] == "completed", agent
+    assert agent["final_answer"] == "running"
+    [child_run] = agent["triggered_runs"]
+    assert wait_for(agents, child_run, until=("paused",))["status"] == "paused"
+
+
+def test_usage_is_totalled_per_org(agents: httpx.Client) -> None:
+    assert agents.get("/agents/usage").json() == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    agent = agents.post("/agents/execute", json={"objective": "Please remember the ticket"}).json()
+    usage = agents.get("/agents/usage").json()
+    assert usage == agent["usage"] and usage["total_tokens"] > 0

@@ -29,7 +29,7 @@ from hyphae.api.v1 import json_pb2 as hyphae_dot_api_dot_v1_dot_json__pb2
 from hyphae.api.v1 import options_pb2 as hyphae_dot_api_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$hyphae/agents/v1/agent_service.proto\x12\x10hyphae.agents.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1chyphae/agents/v1/agent.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"f\n\x13\x45xecuteAgentRequest\x12\x30\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1b.hyphae.agents.v1.AgentSpecB\x04\xe2\x41\x01\x02\x12\x1d\n\nasync_mode\x18\x02 \x01(\x08\x42\t\xe2\xf3\x18\x05\x61sync\"i\n\x11ListAgentsRequest\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.hyphae.agents.v1.AgentStatus\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x12ListAgentsResponse\x12*\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x15GetAgentStatusRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\rinclude_trace\x18\x02 \x01(\x08\"2\n\x14GetAgentTraceRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xd7\x01\n\x12ResumeAgentRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x0bhuman_input\x18\x02 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\"\n\x05input\x18\x03 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x10\n\x08response\x18\x04 \x01(\t\x12\x10\n\x08guidance\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\x08\x61pproved\x18\x07 \x01(\x08H\x00\x88\x01\x01\x42\x0b\n\t_approved\"0\n\x12\x43\x61ncelAgentRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\x14\x45xecuteAgentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"C\n\x16GetAgentStatusResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"B\n\x15GetAgentTraceResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"@\n\x13ResumeAgentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"@\n\x13\x43\x61ncelAgentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun2\xdf\x06\n\x0c\x41gentService\x12\x8a\x01\n\x0c\x45xecuteAgent\x12%.hyphae.agents.v1.ExecuteAgentRequest\x1a&.hyphae.agents.v1.ExecuteAgentResponse\"+\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x1f\"\x0f/agents/execute:\x05\x61gentb\x05\x61gent\x12n\n\nListAgents\x12#.hyphae.agents.v1.ListAgentsRequest\x1a$.hyphae.agents.v1.ListAgentsResponse\"\x15\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\t\x12\x07/agents\x12\x97\x01\n\x0eGetAgentStatus\x12\'.hyphae.agents.v1.GetAgentStatusRequest\x1a(.hyphae.agents.v1.GetAgentStatusResponse\"2\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02&\x12\x1d/agents/{agent_run_id}/statusb\x05\x61gent\x12\x93\x01\n\rGetAgentTrace\x12&.hyphae.agents.v1.GetAgentTraceRequest\x1a\'.hyphae.agents.v1.GetAgentTraceResponse\"1\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02%\x12\x1c/agents/{agent_run_id}/traceb\x05\x61gent\x12\x91\x01\n\x0bResumeAgent\x12$.hyphae.agents.v1.ResumeAgentRequest\x1a%.hyphae.agents.v1.ResumeAgentResponse\"5\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02)\"\x1d/agents/{agent_run_id}/resume:\x01*b\x05\x61gent\x12\x87\x01\n\x0b\x43\x61ncelAgent\x12$.hyphae.agents.v1.CancelAgentRequest\x1a%.hyphae.agents.v1.CancelAgentResponse\"+\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x1f*\x16/agents/{agent_run_id}b\x05\x61gent\x1a\x04\xd0\xf3\x18\x01\x42\x04\xc8\xf3\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$hyphae/agents/v1/agent_service.proto\x12\x10hyphae.agents.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1chyphae/agents/v1/agent.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"f\n\x13\x45xecuteAgentRequest\x12\x30\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1b.hyphae.agents.v1.AgentSpecB\x04\xe2\x41\x01\x02\x12\x1d\n\nasync_mode\x18\x02 \x01(\x08\x42\t\xe2\xf3\x18\x05\x61sync\"i\n\x11ListAgentsRequest\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.hyphae.agents.v1.AgentStatus\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x12ListAgentsResponse\x12*\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14GetAgentUsageRequest\"?\n\x15GetAgentUsageResponse\x12&\n\x05usage\x18\x01 \x01(\x0b\x32\x17.hyphae.agents.v1.Usage\"J\n\x15GetAgentStatusRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\rinclude_trace\x18\x02 \x01(\x08\"2\n\x14GetAgentTraceRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xd7\x01\n\x12ResumeAgentRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x0bhuman_input\x18\x02 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\"\n\x05input\x18\x03 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x10\n\x08response\x18\x04 \x01(\t\x12\x10\n\x08guidance\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\x08\x61pproved\x18\x07 \x01(\x08H\x00\x88\x01\x01\x42\x0b\n\t_approved\"0\n\x12\x43\x61ncelAgentRequest\x12\x1a\n\x0c\x61gent_run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\x14\x45xecuteAgentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"C\n\x16GetAgentStatusResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"B\n\x15GetAgentTraceResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"@\n\x13ResumeAgentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun\"@\n\x13\x43\x61ncelAgentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.hyphae.agents.v1.AgentRun2\xe6\x07\n\x0c\x41gentService\x12\x8a\x01\n\x0c\x45xecuteAgent\x12%.hyphae.agents.v1.ExecuteAgentRequest\x1a&.hyphae.agents.v1.ExecuteAgentResponse\"+\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x1f\"\x0f/agents/execute:\x05\x61gentb\x05\x61gent\x12n\n\nListAgents\x12#.hyphae.agents.v1.ListAgentsRequest\x1a$.hyphae.agents.v1.ListAgentsResponse\"\x15\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\t\x12\x07/agents\x12\x84\x01\n\rGetAgentUsage\x12&.hyphae.agents.v1.GetAgentUsageRequest\x1a\'.hyphae.agents.v1.GetAgentUsageResponse\"\"\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x16\x12\r/agents/usageb\x05usage\x12\x97\x01\n\x0eGetAgentStatus\x12\'.hyphae.agents.v1.GetAgentStatusRequest\x1a(.hyphae.agents.v1.GetAgentStatusResponse\"2\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02&\x12\x1d/agents/{agent_run_id}/statusb\x05\x61gent\x12\x93\x01\n\rGetAgentTrace\x12&.hyphae.agents.v1.GetAgentTraceRequest\x1a\'.hyphae.agents.v1.GetAgentTraceResponse\"1\xda\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02%\x12\x1c/agents/{agent_run_id}/traceb\x05\x61gent\x12\x91\x01\n\x0bResumeAgent\x12$.hyphae.agents.v1.ResumeAgentRequest\x1a%.hyphae.agents.v1.ResumeAgentResponse\"5\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02)\"\x1d/agents/{agent_run_id}/resume:\x01*b\x05\x61gent\x12\x87\x01\n\x0b\x43\x61ncelAgent\x12$.hyphae.agents.v1.CancelAgentRequest\x1a%.hyphae.agents.v1.CancelAgentResponse\"+\xda\xf3\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x1f*\x16/agents/{agent_run_id}b\x05\x61gent\x1a\x04\xd0\xf3\x18\x01\x42\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,6 +55,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['ExecuteAgent']._serialized_options = b'\332\363\030\002\010\004\202\323\344\223\002\037\"\017/agents/execute:\005agentb\005agent'
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\332\363\030\002\010\002\202\323\344\223\002\t\022\007/agents'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgentUsage']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgentUsage']._serialized_options = b'\332\363\030\002\010\002\202\323\344\223\002\026\022\r/agents/usageb\005usage'
   _globals['_AGENTSERVICE'].methods_by_name['GetAgentStatus']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['GetAgentStatus']._serialized_options = b'\332\363\030\002\010\002\202\323\344\223\002&\022\035/agents/{agent_run_id}/statusb\005agent'
   _globals['_AGENTSERVICE'].methods_by_name['GetAgentTrace']._loaded_options = None
@@ -69,24 +71,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAGENTSREQUEST']._serialized_end=415
   _globals['_LISTAGENTSRESPONSE']._serialized_start=417
   _globals['_LISTAGENTSRESPONSE']._serialized_end=506
-  _globals['_GETAGENTSTATUSREQUEST']._serialized_start=508
-  _globals['_GETAGENTSTATUSREQUEST']._serialized_end=582
-  _globals['_GETAGENTTRACEREQUEST']._serialized_start=584
-  _globals['_GETAGENTTRACEREQUEST']._serialized_end=634
-  _globals['_RESUMEAGENTREQUEST']._serialized_start=637
-  _globals['_RESUMEAGENTREQUEST']._serialized_end=852
-  _globals['_CANCELAGENTREQUEST']._serialized_start=854
-  _globals['_CANCELAGENTREQUEST']._serialized_end=902
-  _globals['_EXECUTEAGENTRESPONSE']._serialized_start=904
-  _globals['_EXECUTEAGENTRESPONSE']._serialized_end=969
-  _globals['_GETAGENTSTATUSRESPONSE']._serialized_start=971
-  _globals['_GETAGENTSTATUSRESPONSE']._serialized_end=1038
-  _globals['_GETAGENTTRACERESPONSE']._serialized_start=1040
-  _globals['_GETAGENTTRACERESPONSE']._serialized_end=1106
-  _globals['_RESUMEAGENTRESPONSE']._serialized_start=1108
-  _globals['_RESUMEAGENTRESPONSE']._serialized_end=1172
-  _globals['_CANCELAGENTRESPONSE']._serialized_start=1174
-  _globals['_CANCELAGENTRESPONSE']._serialized_end=1238
-  _globals['_AGENTSERVICE']._serialized_start=1241
-  _globals['_AGENTSERVICE']._serialized_end=2104
+  _globals['_GETAGENTUSAGEREQUEST']._serialized_start=508
+  _globals['_GETAGENTUSAGEREQUEST']._serialized_end=530
+  _globals['_GETAGENTUSAGERESPONSE']._serialized_start=532
+  _globals['_GETAGENTUSAGERESPONSE']._serialized_end=595
+  _globals['_GETAGENTSTATUSREQUEST']._serialized_start=597
+  _globals['_GETAGENTSTATUSREQUEST']._serialized_end=671
+  _globals['_GETAGENTTRACEREQUEST']._serialized_start=673
+  _globals['_GETAGENTTRACEREQUEST']._serialized_end=723
+  _globals['_RESUMEAGENTREQUEST']._serialized_start=726
+  _globals['_RESUMEAGENTREQUEST']._serialized_end=941
+  _globals['_CANCELAGENTREQUEST']._serialized_start=943
+  _globals['_CANCELAGENTREQUEST']._serialized_end=991
+  _globals['_EXECUTEAGENTRESPONSE']._serialized_start=993
+  _globals['_EXECUTEAGENTRESPONSE']._serialized_end=1058
+  _globals['_GETAGENTSTATUSRESPONSE']._serialized_start=1060
+  _globals['_GETAGENTSTATUSRESPONSE']._serialized_end=1127
+  _globals['_GETAGENTTRACERESPONSE']._serialized_start=1129
+  _globals['_GETAGENTTRACERESPONSE']._serialized_end=1195
+  _globals['_RESUMEAGENTRESPONSE']._serialized_start=1197
+  _globals['_RESUMEAGENTRESPONSE']._serialized_end=1261
+  _globals['_CANCELAGENTRESPONSE']._serialized_start=1263
+  _globals['_CANCELAGENTRESPONSE']._serialized_end=1327
+  _globals['_AGENTSERVICE']._serialized_start=1330
+  _globals['_AGENTSERVICE']._serialized_end=2328
 # @@protoc_insertion_point(module_scope)

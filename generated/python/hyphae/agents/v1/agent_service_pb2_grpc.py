@@ -45,6 +45,11 @@ class AgentServiceStub:
                 request_serializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.GetAgentUsage = channel.unary_unary(
+                '/hyphae.agents.v1.AgentService/GetAgentUsage',
+                request_serializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.GetAgentUsageRequest.SerializeToString,
+                response_deserializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.GetAgentUsageResponse.FromString,
+                _registered_method=True)
         self.GetAgentStatus = channel.unary_unary(
                 '/hyphae.agents.v1.AgentService/GetAgentStatus',
                 request_serializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.GetAgentStatusRequest.SerializeToString,
@@ -82,6 +87,13 @@ class AgentServiceServicer:
 
     def ListAgents(self, request, context):
         """Agent runs of the org, newest first, optionally of one status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgentUsage(self, request, context):
+        """Token usage of the org's agents (all runs, react steps inside workflows included). (Our addition.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,6 +141,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'GetAgentUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgentUsage,
+                    request_deserializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.GetAgentUsageRequest.FromString,
+                    response_serializer=hyphae_dot_agents_dot_v1_dot_agent__service__pb2.GetAgentUsageResponse.SerializeToString,
             ),
             'GetAgentStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAgentStatus,
@@ -206,6 +223,33 @@ class AgentService:
             '/hyphae.agents.v1.AgentService/ListAgents',
             hyphae_dot_agents_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
             hyphae_dot_agents_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgentUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hyphae.agents.v1.AgentService/GetAgentUsage',
+            hyphae_dot_agents_dot_v1_dot_agent__service__pb2.GetAgentUsageRequest.SerializeToString,
+            hyphae_dot_agents_dot_v1_dot_agent__service__pb2.GetAgentUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

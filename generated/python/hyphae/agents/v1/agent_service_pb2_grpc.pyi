@@ -40,6 +40,8 @@ class AgentServiceStub:
     """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]
     """Agent runs of the org, newest first, optionally of one status."""
+    GetAgentUsage: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetAgentUsageRequest, _agent_service_pb2.GetAgentUsageResponse]
+    """Token usage of the org's agents (all runs, react steps inside workflows included). (Our addition.)"""
     GetAgentStatus: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetAgentStatusRequest, _agent_service_pb2.GetAgentStatusResponse]
     """The agent run; its trace with ?include_trace=true."""
     GetAgentTrace: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetAgentTraceRequest, _agent_service_pb2.GetAgentTraceResponse]
@@ -64,6 +66,8 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """
     ListAgents: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """Agent runs of the org, newest first, optionally of one status."""
+    GetAgentUsage: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetAgentUsageRequest, _agent_service_pb2.GetAgentUsageResponse]  # type: ignore[assignment]
+    """Token usage of the org's agents (all runs, react steps inside workflows included). (Our addition.)"""
     GetAgentStatus: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetAgentStatusRequest, _agent_service_pb2.GetAgentStatusResponse]  # type: ignore[assignment]
     """The agent run; its trace with ?include_trace=true."""
     GetAgentTrace: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetAgentTraceRequest, _agent_service_pb2.GetAgentTraceResponse]  # type: ignore[assignment]
@@ -97,6 +101,14 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_service_pb2.ListAgentsResponse, _abc.Awaitable[_agent_service_pb2.ListAgentsResponse]]:
         """Agent runs of the org, newest first, optionally of one status."""
+
+    @_abc_1.abstractmethod
+    def GetAgentUsage(
+        self,
+        request: _agent_service_pb2.GetAgentUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.GetAgentUsageResponse, _abc.Awaitable[_agent_service_pb2.GetAgentUsageResponse]]:
+        """Token usage of the org's agents (all runs, react steps inside workflows included). (Our addition.)"""
 
     @_abc_1.abstractmethod
     def GetAgentStatus(
