@@ -89,10 +89,12 @@ class OnStuck:
 @dataclass(frozen=True)
 class Tool:
     name: str
-    kind: str  # builtin, action or workflow
+    kind: str  # builtin, action, workflow or mcp
     description: str = ""
-    ref: str = ""  # workflow tools: the declared id or name
+    ref: str = ""  # workflow tools: the declared id or name; mcp tools: the server's URL
     parameters: dict[str, Any] = field(default_factory=lambda: dict(_OBJECT))
+    remote: str = ""  # mcp tools: the tool's name on its server (exposed as `<prefix>__<remote>`)
+    timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from hyphae.actions.v1 import action_pb2
 
 from server.domain import agent as react
 from server.domain import evaluate
-from server.runtime import launch, llm, outbound
+from server.runtime import launch, llm, mcp_tools, outbound
 from server.store import TenantRepository
 from server.store import agents as store
 from server.store import runs as run_store
@@ -293,6 +293,12 @@ class ReactRunner:
             return {"key": key, "value": self.memory[key]}, True
         if tool.name == react.LOG_PROGRESS:
             return {"logged": True}, True
+        if tool.kind == "mcp":
+            timeout = tool.timeout_ms / 1000 if tool.timeout_ms else None
+            try:
+                return await mcp_tools.call_tool(tool.ref, tool.remote, arguments, self.executor.policy, timeout)
+            except mcp_tools.McpFailed as exc:
+                return {"error": str(exc)}, False
         action = (await self.executor.load_actions(self.lease.org_id)).get(tool.name)
         if action is None:
             return {"error": f"action {tool.name!r} is not registered (POST /actions)"}, False
@@ -388,6 +394,9 @@ class ReactRunner:
                 kind = str(declared.get("type") or "action")
                 ref = str(declared.get("id") or declared.get("name") or "") if kind == "workflow" else ""
                 ref = ref or str(declared.get("name") or "")
+            if isinstance(declared, dict) and kind == "mcp":
+                tools.extend(await self._mcp_tools(declared, names))
+                continue
             if ref in names:
                 continue
             if kind == "action":
@@ -409,4 +418,24 @@ class ReactRunner:
                 tool = react.Tool(tool.name, tool.kind, tool.description, tool.ref, parameters)
             names.add(tool.name)
             tools.append(tool)
+        return tools
+
+    async def _mcp_tools(self, declared: dict[str, Any], names: set[str]) -> list[react.Tool]:
+        """The tools an MCP server offers (those in allowed_tools, if given), named `<prefix>__<tool>`."""
+        url = str(declared["url"])
+        prefix = str(declared.get("name") or "mcp")
+        allowed = declared.get("allowed_tools")
+        timeout_ms = declared.get("timeout_ms")
+        timeout_ms = int(timeout_ms) if isinstance(timeout_ms, int) else None
+        try:
+            remote = await mcp_tools.list_tools(url, self.executor.policy, timeout_ms / 1000 if timeout_ms else None)
+        except mcp_tools.McpFailed as exc:
+            raise AgentFailed(f"tool_error: {exc}") from None
+        tools = []
+        for item in remote:
+            name = f"{prefix}__{item.name}"
+            if (isinstance(allowed, list) and item.name not in allowed) or name in names:
+                continue
+            names.add(name)
+            tools.append(react.Tool(name, "mcp", item.description, url, item.input_schema, item.name, timeout_ms))
         return tools
