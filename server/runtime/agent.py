@@ -79,6 +79,7 @@ class ReactRunner:
         self.rows: dict[int, Any] = {}
         self.memory: dict[str, Any] = {}
         self.llm_settings: dict[str, str] = {}
+        self.actions: dict[str, action_pb2.Action] = {}  # the org's registered actions, read once per execution
 
     async def run(self) -> Result:
         try:
@@ -299,7 +300,7 @@ class ReactRunner:
                 return await mcp_tools.call_tool(tool.ref, tool.remote, arguments, self.executor.policy, timeout)
             except mcp_tools.McpFailed as exc:
                 return {"error": str(exc)}, False
-        action = (await self.executor.load_actions(self.lease.org_id)).get(tool.name)
+        action = self.actions.get(tool.name)
         if action is None:
             return {"error": f"action {tool.name!r} is not registered (POST /actions)"}, False
         idempotency_key = f"{self.key}:{seq}"
@@ -386,7 +387,7 @@ class ReactRunner:
         """Built-ins, then the declared tools (actions by name; workflows by id or name, exposed by their name)."""
         tools = react.builtin_tools()
         names = {tool.name for tool in tools}
-        actions = await self.executor.load_actions(self.lease.org_id)
+        actions = self.actions = await self.executor.load_actions(self.lease.org_id)
         for declared in self.settings.declared:
             if isinstance(declared, str):
                 kind, ref = ("action" if declared in actions else "workflow"), declared

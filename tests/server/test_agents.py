@@ -341,3 +341,15 @@ def test_usage_is_totalled_per_org(agents: httpx.Client) -> None:
     agent = agents.post("/agents/execute", json={"objective": "Please remember the ticket"}).json()
     usage = agents.get("/agents/usage").json()
     assert usage == agent["usage"] and usage["total_tokens"] > 0
+
+
+def test_an_idempotent_execute_answers_at_once_and_replays_the_same_run(agents: httpx.Client) -> None:
+    body = {"objective": "Please remember the ticket"}
+    headers = {"Idempotency-Key": "agent-exec-1"}
+    first = agents.post("/agents/execute", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "running"
+    again = agents.post("/agents/execute", json=body, headers=headers)
+    assert again.json()["agent_run_id"] == first.json()["agent_run_id"]
+    done = wait_agent(agents, first.json()["agent_run_id"], ("completed", "failed"))
+    assert done["final_answer"] == {"recalled": "TK-1"}

@@ -79,7 +79,8 @@ class AgentServiceServicer:
     def ExecuteAgent(self, request, context):
         """Starts an agent run. Sync by default: answers when the run has completed, failed or paused, or when
         config.timeout_ms (default 120 s) has passed, with the run as it is then. With ?async=true answers at once
-        (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run.
+        (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run. With an Idempotency-Key
+        the call also answers at once (the run commits together with the stored answer, so it cannot be awaited).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,7 +36,8 @@ class AgentServiceStub:
     ExecuteAgent: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ExecuteAgentRequest, _agent_service_pb2.ExecuteAgentResponse]
     """Starts an agent run. Sync by default: answers when the run has completed, failed or paused, or when
     config.timeout_ms (default 120 s) has passed, with the run as it is then. With ?async=true answers at once
-    (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run.
+    (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run. With an Idempotency-Key
+    the call also answers at once (the run commits together with the stored answer, so it cannot be awaited).
     """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]
     """Agent runs of the org, newest first, optionally of one status."""
@@ -62,7 +63,8 @@ class AgentServiceAsyncStub(AgentServiceStub):
     ExecuteAgent: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ExecuteAgentRequest, _agent_service_pb2.ExecuteAgentResponse]  # type: ignore[assignment]
     """Starts an agent run. Sync by default: answers when the run has completed, failed or paused, or when
     config.timeout_ms (default 120 s) has passed, with the run as it is then. With ?async=true answers at once
-    (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run.
+    (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run. With an Idempotency-Key
+    the call also answers at once (the run commits together with the stored answer, so it cannot be awaited).
     """
     ListAgents: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """Agent runs of the org, newest first, optionally of one status."""
@@ -91,7 +93,8 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_service_pb2.ExecuteAgentResponse, _abc.Awaitable[_agent_service_pb2.ExecuteAgentResponse]]:
         """Starts an agent run. Sync by default: answers when the run has completed, failed or paused, or when
         config.timeout_ms (default 120 s) has passed, with the run as it is then. With ?async=true answers at once
-        (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run.
+        (status running); poll GET /agents/{id}/status. Both answer 200 with the agent run. With an Idempotency-Key
+        the call also answers at once (the run commits together with the stored answer, so it cannot be awaited).
         """
 
     @_abc_1.abstractmethod
