@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from hyphae.actions.v1 import action_service_pb2, action_service_pb2_grpc
+from hyphae.agents.v1 import agent_service_pb2, agent_service_pb2_grpc
 from hyphae.ai.v1 import ai_service_pb2, ai_service_pb2_grpc
 from hyphae.approvals.v1 import approval_service_pb2, approval_service_pb2_grpc
 from hyphae.documents.v1 import document_service_pb2, document_service_pb2_grpc
@@ -36,6 +37,7 @@ from server.runtime.executor import Executor, LlmDefaults
 from server.runtime.generation import Generator, running_generator
 from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
+from server.services.agents import AgentService
 from server.services.ai import AiService
 from server.services.approvals import ApprovalService
 from server.services.custom_tables import TableService
@@ -63,6 +65,7 @@ SERVICES = [
         (document_service_pb2, "DocumentService"),
         (table_service_pb2, "TableService"),
         (ai_service_pb2, "AiService"),
+        (agent_service_pb2, "AgentService"),
     )
 ]
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -127,6 +130,7 @@ async def build_grpc_server(
     )
     table_service_pb2_grpc.add_TableServiceServicer_to_server(TableService(engine), server)
     ai_service_pb2_grpc.add_AiServiceServicer_to_server(AiService(engine, wake_generator), server)
+    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(engine, wake_workers), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

@@ -18,6 +18,7 @@ PREFIXES = {
     "custom_table": "ctb",
     "generation": "llm_gen",
     "ai_process": "aiproc",
+    "agent": "agent",
 }
 
 

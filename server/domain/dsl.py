@@ -776,9 +776,22 @@ class _Validator:
         elif tool_type == "workflow":
             if not any(isinstance(tool.get(key), str) and str(tool.get(key)).strip() for key in ("id", "name")):
                 raise DefinitionError(path, "a workflow tool needs a non-empty 'id' or 'name'")
+        elif tool_type == "mcp":
+            url = tool.get("url")
+            if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
+                raise DefinitionError(_child(path, "url"), "an mcp tool needs the server's 'url' (http:// or https://)")
+            name = tool.get("name")
+            if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name)):
+                raise DefinitionError(
+                    _child(path, "name"), "an mcp tool's 'name' (its prefix) must match [A-Za-z0-9_-]{1,40}"
+                )
+            self.string_list(tool, "allowed_tools", path, required=False, what="the MCP tools the agent may call")
+            self.number(tool, "timeout_ms", path, integer=True, minimum=1)
         else:
             shown = repr(tool_type) if isinstance(tool_type, str) else _type_name(tool_type)
-            raise DefinitionError(_child(path, "type"), f"unknown tool type {shown} (expected 'action' or 'workflow')")
+            raise DefinitionError(
+                _child(path, "type"), f"unknown tool type {shown} (expected 'action', 'workflow' or 'mcp')"
+            )
 
     def approval(self, props: dict[str, object], path: str) -> None:
         comment = self.require(props, "comment", path, "what the reviewer must look at")

@@ -26,7 +26,7 @@ from server import jsonvalue
 from server.blobstore import BlobStore
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
-from server.runtime import documents, llm, outbound, table_step
+from server.runtime import agent, documents, llm, outbound, table_step
 from server.store import TenantRepository, interrupts
 from server.store import runs as store
 from server.store.db import connect
@@ -188,7 +188,7 @@ class Executor:
             await interrupts.open_interrupt(connection, lease, index=index, kind=kind, payload=payload, ttl_seconds=ttl)
             await store.advance(connection, lease, context=dumps(context), current_step=index)
             await store.finish(connection, lease, status="paused", context=dumps(context), output=None, error="")
-            event = "pbot_approval_requested" if kind == "approval" else "pbot_form_requested"
+            event = {"approval": "pbot_approval_requested", "form": "pbot_form_requested"}.get(kind, "agent_paused")
             await store.append_event(connection, lease.org_id, lease.run_id, event, {"index": index, **payload})
 
     async def _finish(
@@ -330,8 +330,10 @@ class Executor:
         properties = step.get("properties") or {}
         if depth >= MAX_LOOP_DEPTH:
             raise StepFailed(f"loops nest deeper than {MAX_LOOP_DEPTH} levels")
+        if properties.get("mode") == "react":
+            return await self._react(lease, key, properties, context)
         if properties.get("mode", "foreach") != "foreach":
-            raise StepFailed(f"loop mode {properties.get('mode')!r} is not available yet")
+            raise StepFailed(f"unknown loop mode {properties.get('mode')!r}")
         items = evaluate.resolve(properties.get("items_path"), context)
         if not isinstance(items, list):
             raise StepFailed(f"loop: items_path {properties.get('items_path')!r} must resolve to a list")
@@ -399,6 +401,21 @@ class Executor:
                 raise StepFailed("doc: references need document storage, which this worker was started without")
             return properties
         return await documents.resolve(self.engine, self.blobs, lease.org_id, properties)
+
+    async def _react(
+        self, lease: store.Lease, key: str, properties: dict[str, Any], context: dict[str, Any]
+    ) -> Outcome:
+        """An agent (server/runtime/agent.py): {answer, confidence, summary} under result_key, or a pause that
+        parks the run at this step (resumed here, the agent replays its journal)."""
+        try:
+            result = await agent.ReactRunner(self, lease, key, properties, context).run()
+        except agent.AgentFailed as exc:
+            raise StepFailed(str(exc)) from None
+        except agent.Paused as paused:
+            return Outcome("paused", "loop", interrupt=("agent", paused.payload, None))
+        output_key = str(properties.get("result_key") or "")
+        updates = {output_key: result.output} if output_key else {}
+        return Outcome("completed", "loop", output=result.output, output_key=output_key, context_updates=updates)
 
     def _matcher(self, step_type: str, properties: dict[str, Any], step: dict[str, Any]) -> Outcome:
         config = matcher.config_from_properties(properties)

@@ -47,7 +47,7 @@ async def validated_definition(
     definition = jsonvalue.parse(workflow.definition, "workflow.definition")
     registered = await action_store.names(repo)
     try:
-        dsl.validate_definition(definition, step_types=registered | builtin_actions.NAMES)
+        dsl.validate_definition(definition, step_types=registered | builtin_actions.NAMES, allow_react=True)
         spec = definition.get("schedule")
         if spec is not None:
             schedule.parse(spec)  # cron values in range, a cron that can fire

@@ -110,3 +110,8 @@ async def ping(engine: AsyncEngine) -> None:
     """One round trip to the database (readiness)."""
     async with connect(engine) as connection:
         await connection.execute(sa.text("SELECT 1"))
+
+
+def in_unit_of_work() -> bool:
+    """Whether the caller's writes commit only when its unit of work (an idempotent POST) ends."""
+    return _unit_of_work.get() is not None

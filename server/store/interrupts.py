@@ -42,8 +42,15 @@ async def open_interrupt(
     await connection.execute(
         statement.on_conflict_do_update(
             index_elements=["org_id", "run_id", "step_index"],
-            set_={"status": "pending", "payload": statement.excluded.payload, "answer": None, "answered_at": None},
-            where=interrupts.c.status == "pending",
+            set_={
+                "status": "pending",
+                "kind": statement.excluded.kind,
+                "payload": statement.excluded.payload,
+                "answer": None,
+                "answered_at": None,
+            },
+            # an agent may pause the same step again after an answer (each pause is its own journal row)
+            where=sa.or_(interrupts.c.status == "pending", interrupts.c.kind == "agent"),
         )
     )
 

@@ -322,3 +322,25 @@ ai_generations = sa.Table(
     sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_ai_generations_processing", "created_at", postgresql_where=sa.text("status = 'processing'")),
 )
+
+# --- agents ---------------------------------------------------------------------------------------------------
+
+agent_steps = sa.Table(
+    "agent_steps",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    # the react step's idempotency key (`<run>:<step>`, or `<run>:<step>:<item>:<inner>` inside a foreach)
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("iteration", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # model, tool or pause
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("response", sa.Text, nullable=True),  # NULL while the call is in flight (or the pause unanswered)
+    sa.Column("success", sa.Boolean, nullable=True),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
+)

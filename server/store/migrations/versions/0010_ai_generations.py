@@ -8,7 +8,7 @@ Revises: 0004
 from alembic import op
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0008"
 
 SCHEMA = """
 CREATE TABLE ai_generations (
