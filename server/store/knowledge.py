@@ -1,0 +1,369 @@
+"""Knowledge retrieval, the SQL half: index a source's text as chunks, search an org's chunks, delete a source.
+
+Public surface (no gRPC here; the documents service calls `index_source` after an upload or a new version and
+`delete_source` after a delete, the agents' `knowledge_search` tool and the Hyfn / Hyponema knowledge endpoints
+call `search`):
+
+- `index_source(connection, org_id, source_id, version, content, content_type, name, embedder=None) -> int`
+- `delete_source(connection, org_id, source_id) -> bool`
+- `search(connection_or_engine, org_id, query, limit=5, source_ids=None, embedder=None) -> list[Hit]`
+- `prepare_embeddings(engine, model) -> Embedder | None` (once at start-up; None = full text + trigrams only)
+
+Search blends three signals into one score per chunk, each in 0..1:
+- full text: `ts_rank_cd` (cover density, normalised rank/(rank+1)) of the question's words OR-ed together, over a
+  `tsvector` that weighs the source title and heading path above the body; a chunk that also satisfies the
+  strict `websearch_to_tsquery` of the question (all words, "phrases", `or`, `-exclusions`) gets a bonus;
+- trigrams: mean `word_similarity` of the question's content words against the chunk, which catches typos and
+  partial words that the stemmer cannot (`refnd` ~ `refunds`);
+- embeddings (only with pgvector and a configured model): cosine similarity of the question and the chunk.
+Candidates come from the GIN indexes (tsvector, gin_trgm_ops) or the embedding order, always within one org
+(`TenantRepository`) and, if given, a set of source ids; chunks of another org are never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.domain import knowledge
+from server.domain.knowledge import Embedder
+from server.store.db import connect
+from server.store.repository import TenantRepository
+from server.store.tables import knowledge_chunks
+
+log = logging.getLogger("hyphae.knowledge")
+
+ENGLISH: sa.ColumnElement[Any] = sa.literal_column("'english'::regconfig")
+# Candidates drawn from each index before blending; the blend re-orders them.
+POOL = 60
+# Trigram match threshold for candidates: `refnd` vs `refunds` scores 0.5.
+WORD_SIMILARITY_THRESHOLD = 0.45
+MAX_QUERY_WORDS = 12
+# Blend weights: full text carries most; trigrams rescue typos; the strict match breaks ties toward chunks
+# holding every word. With embeddings, they take a share from the others.
+WEIGHTS = {"fts": 0.55, "fuzzy": 0.3, "strict": 0.15}
+WEIGHTS_WITH_VECTORS = {"fts": 0.4, "fuzzy": 0.2, "strict": 0.1, "vector": 0.3}
+SNIPPET_OPTIONS = "MaxFragments=2,MaxWords=35,MinWords=12,FragmentDelimiter= … ,StartSel=**,StopSel=**"
+
+_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?", re.UNICODE)
+# Words that say nothing about which document answers: left out of the trigram signal (the full-text side has
+# Postgres's own stop list).
+_STOP_WORDS = """
+a about above after again against all am an and any are as at be because been before being below between both
+but by can could did do does doing down during each few for from further had has have having he her here hers
+him his how i if in into is it its itself just me more most my no nor not now of off on once only or other our
+out over own same she should so some such than that the their them then there these they this those through to
+too under until up very was we were what when where which while who whom why will with would you your yours get
+got need want know tell please there's what's i'm can't don't does doesn't
+"""
+_STOP = frozenset(_STOP_WORDS.split())
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One chunk that answers a query, with what is needed to cite it."""
+
+    source_id: str
+    version: int
+    chunk_index: int
+    start: int  # offsets of the chunk in the source's extracted text
+    end: int
+    heading: str  # heading path, "A > B"
+    title: str  # the source's name as indexed
+    text: str  # the whole chunk
+    snippet: str  # the best fragments, matches between ** **
+    score: float  # blended, 0..1
+
+
+# --- indexing --------------------------------------------------------------------------------------------------
+
+
+async def index_source(
+    connection: AsyncConnection,
+    org_id: str,
+    source_id: str,
+    version: int,
+    content: bytes,
+    content_type: str,
+    name: str,
+    *,
+    embedder: Embedder | None = None,
+) -> int:
+    """Extract, chunk and index one version of a source; returns the number of chunks.
+
+    The index keeps one version per source, the last one indexed: this replaces every chunk the source had (any
+    version), in the caller's transaction, so a search sees the old chunks or the new ones, never a mix.
+    Raises `UnsupportedContent` (an InvalidArgument, field `content_type`) for bytes it cannot read."""
+    extracted = knowledge.extract(content, content_type, name)
+    chunks = knowledge.chunk(extracted)
+    embeddings: list[list[float]] | None = None
+    if embedder is not None and chunks:
+        embeddings = await asyncio.to_thread(embedder.embed, [_embedding_text(name, c.heading, c.text) for c in chunks])
+    repo = TenantRepository(connection, org_id)
+    # Two indexers of one source (a retried upload) take turns rather than collide on the primary key.
+    await connection.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"knowledge:{org_id}:{source_id}", 0)))
+    )
+    await repo.delete(knowledge_chunks, source_id=source_id)
+    title = knowledge.title_words(name)
+    rows = [
+        {
+            "source_id": source_id,
+            "chunk_index": c.index,
+            "version": version,
+            "title": title,
+            "heading": c.heading,
+            "start_offset": c.start,
+            "end_offset": c.end,
+            "body": c.text,
+            "embedding": embeddings[c.index] if embeddings is not None else None,
+        }
+        for c in chunks
+    ]
+    for start in range(0, len(rows), 500):
+        await repo.insert_many(knowledge_chunks, rows[start : start + 500])
+    return len(rows)
+
+
+async def delete_source(connection: AsyncConnection, org_id: str, source_id: str) -> bool:
+    """Drop a source from the index (all its chunks); False when it had none (unknown ids are no error)."""
+    return await TenantRepository(connection, org_id).delete(knowledge_chunks, source_id=source_id)
+
+
+def _embedding_text(name: str, heading: str, text: str) -> str:
+    return "\n".join(part for part in (knowledge.title_words(name), heading, text) if part)
+
+
+# --- search ----------------------------------------------------------------------------------------------------
+
+
+async def search(
+    target: AsyncConnection | AsyncEngine,
+    org_id: str,
+    query: str,
+    limit: int = 5,
+    source_ids: Sequence[str] | None = None,
+    *,
+    embedder: Embedder | None = None,
+) -> list[Hit]:
+    """The `limit` best chunks of the org for `query` (a question or keywords, typos tolerated), best first.
+
+    `source_ids` restricts the search to those sources (an empty sequence finds nothing). Never raises on odd
+    input: a query with no searchable word answers []."""
+    if isinstance(target, AsyncEngine):
+        async with connect(target) as connection:
+            return await _search(connection, org_id, query, limit, source_ids, embedder)
+    return await _search(target, org_id, query, limit, source_ids, embedder)
+
+
+async def _search(
+    connection: AsyncConnection,
+    org_id: str,
+    query: str,
+    limit: int,
+    source_ids: Sequence[str] | None,
+    embedder: Embedder | None,
+) -> list[Hit]:
+    query = query.replace("\x00", " ").strip()
+    if not query or limit <= 0 or (source_ids is not None and not source_ids):
+        return []
+    repo = TenantRepository(connection, org_id)
+    t = knowledge_chunks
+    words = content_words(query)
+    lexemes = list(
+        (
+            await connection.execute(
+                sa.select(sa.func.tsvector_to_array(sa.func.to_tsvector(ENGLISH, " ".join(_plain_words(query)))))
+            )
+        ).scalar_one()
+    )
+    query_vector: list[float] | None = None
+    if embedder is not None:
+        query_vector = (await asyncio.to_thread(embedder.embed, [query]))[0]
+    if not lexemes and not words and query_vector is None:
+        return []
+
+    scope: list[sa.ColumnElement[bool]] = []
+    if source_ids is not None:
+        scope.append(t.c.source_id.in_(list(source_ids)))
+    # websearch syntax `-word`: chunks holding an excluded word are no candidates at all, whatever else matches.
+    scope.extend(~t.c.tsv.bool_op("@@")(sa.func.plainto_tsquery(ENGLISH, word)) for word in _excluded_words(query))
+    any_query = sa.cast(" | ".join(_tsquery_literal(lexeme) for lexeme in lexemes) or "", TSQUERY)
+    strict_query = sa.func.websearch_to_tsquery(ENGLISH, query)
+    fts_rank = sa.func.ts_rank_cd(t.c.tsv, any_query, 32)
+    fuzzy: sa.ColumnElement[Any] = sa.literal(0.0)
+    if words:
+        searched = t.c.title + " " + t.c.heading + " " + t.c.body
+        fuzzy = sum((sa.func.word_similarity(word, searched) for word in words), sa.literal(0.0)) / len(words)
+    cosine: sa.ColumnElement[Any] = sa.literal(0.0)
+    if query_vector is not None:
+        # Numbers only (formatted here), so inlining is safe; pgvector compares the real[] column cast to vector.
+        cosine = 1 - sa.literal_column("(knowledge_chunks.embedding::vector)").op("<=>")(
+            sa.literal_column(f"'{_vector_literal(query_vector)}'::vector")
+        )
+
+    candidates: list[sa.Select[Any]] = []
+    if lexemes:
+        candidates.append(
+            repo.select(t, t.c.tsv.bool_op("@@")(any_query), *scope)
+            .with_only_columns(t.c.source_id, t.c.chunk_index)
+            .order_by(fts_rank.desc())
+            .limit(POOL)
+        )
+    if words:
+        await connection.execute(
+            sa.select(sa.func.set_config("pg_trgm.word_similarity_threshold", str(WORD_SIMILARITY_THRESHOLD), True))
+        )
+        candidates.append(
+            repo.select(t, sa.or_(*(sa.literal(word).bool_op("<%")(t.c.body) for word in words)), *scope)
+            .with_only_columns(t.c.source_id, t.c.chunk_index)
+            .order_by(fuzzy.desc())
+            .limit(POOL)
+        )
+    if query_vector is not None:
+        candidates.append(
+            repo.select(t, t.c.embedding.is_not(None), *scope)
+            .with_only_columns(t.c.source_id, t.c.chunk_index)
+            .order_by(cosine.desc())
+            .limit(POOL)
+        )
+    pool = sa.union(*candidates).subquery("pool") if len(candidates) > 1 else candidates[0].subquery("pool")
+    rows = (
+        await connection.execute(
+            repo.select(t, *scope)
+            .join_from(t, pool, sa.and_(t.c.source_id == pool.c.source_id, t.c.chunk_index == pool.c.chunk_index))
+            .with_only_columns(
+                t.c.source_id,
+                t.c.version,
+                t.c.chunk_index,
+                t.c.start_offset,
+                t.c.end_offset,
+                t.c.heading,
+                t.c.title,
+                t.c.body,
+                fts_rank.label("fts"),
+                t.c.tsv.bool_op("@@")(strict_query).label("strict"),
+                fuzzy.label("fuzzy"),
+                cosine.label("vector"),
+            )
+        )
+    ).all()
+    if not rows:
+        return []
+    weights = WEIGHTS_WITH_VECTORS if query_vector is not None else WEIGHTS
+    best_fts = max(float(row.fts) for row in rows) or 1.0
+    scored = sorted(
+        (
+            (
+                weights["fts"] * float(row.fts) / best_fts
+                + weights["fuzzy"] * float(row.fuzzy)
+                + weights["strict"] * (1.0 if row.strict else 0.0)
+                + weights.get("vector", 0.0) * max(0.0, float(row.vector)),
+                row,
+            )
+            for row in rows
+        ),
+        key=lambda pair: (-pair[0], pair[1].source_id, pair[1].chunk_index),
+    )[:limit]
+    snippets = await _snippets(connection, repo, [row for _, row in scored], any_query if lexemes else None)
+    return [
+        Hit(
+            source_id=row.source_id,
+            version=row.version,
+            chunk_index=row.chunk_index,
+            start=row.start_offset,
+            end=row.end_offset,
+            heading=row.heading,
+            title=row.title,
+            text=row.body,
+            snippet=snippets.get((row.source_id, row.chunk_index), ""),
+            score=round(score, 6),
+        )
+        for score, row in scored
+    ]
+
+
+async def _snippets(
+    connection: AsyncConnection, repo: TenantRepository, rows: list[Any], any_query: Any
+) -> dict[tuple[str, int], str]:
+    t = knowledge_chunks
+    if any_query is None:
+        return {(row.source_id, row.chunk_index): " ".join(row.body.split()[:35]) for row in rows}
+    keys = [(row.source_id, row.chunk_index) for row in rows]
+    result = await connection.execute(
+        repo.select(t, sa.tuple_(t.c.source_id, t.c.chunk_index).in_(keys)).with_only_columns(
+            t.c.source_id, t.c.chunk_index, sa.func.ts_headline(ENGLISH, t.c.body, any_query, SNIPPET_OPTIONS)
+        )
+    )
+    return {(source_id, index): " ".join(snippet.split()) for source_id, index, snippet in result.all()}
+
+
+def _excluded_words(query: str) -> list[str]:
+    unquoted = re.sub(r'"[^"]*"?', " ", query)
+    return [word[1:] for word in unquoted.split() if word.startswith("-") and len(word) > 1]
+
+
+def _plain_words(query: str) -> list[str]:
+    """The query's words minus websearch exclusions (`-word`): those must not make a chunk a candidate."""
+    return [word for word in re.split(r"\s+", query) if word and not word.startswith("-")]
+
+
+def content_words(query: str) -> list[str]:
+    """Lower-cased words of the query worth a trigram comparison: 3+ letters, not a stop word, no exclusions."""
+    seen: list[str] = []
+    for token in _plain_words(query):
+        for word in _WORD.findall(token.lower()):
+            if len(word) >= 3 and word not in _STOP and word not in seen:
+                seen.append(word)
+    return seen[:MAX_QUERY_WORDS]
+
+
+def _tsquery_literal(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _vector_literal(values: Sequence[float]) -> str:
+    return "[" + ",".join(f"{float(v):.7g}" for v in values) + "]"
+
+
+# --- embeddings ------------------------------------------------------------------------------------------------
+
+
+async def vectors_available(connection: AsyncConnection) -> bool:
+    """Whether pgvector is installed in this database (then embeddings can be compared in SQL)."""
+    found = await connection.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'vector'"))
+    return found.first() is not None
+
+
+async def prepare_embeddings(engine: AsyncEngine, model: str) -> Embedder | None:
+    """Start-up detection: an embedder when `model` (HYPHAE_EMBEDDING_MODEL) is set, its library loads and the
+    database has (or may create) the `vector` extension; otherwise None, logged, and search runs on full text and
+    trigrams alone."""
+    if not model:
+        return None
+    try:
+        async with connect(engine) as connection:
+            if not await vectors_available(connection):
+                available = await connection.execute(
+                    sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+                )
+                if available.first() is None:
+                    log.warning("HYPHAE_EMBEDDING_MODEL is set but this Postgres has no pgvector; not embedding")
+                    return None
+                await connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
+    except sa.exc.DBAPIError:
+        log.warning("cannot create the pgvector extension (needs a superuser once); not embedding", exc_info=True)
+        return None
+    try:
+        return await asyncio.to_thread(knowledge.load_embedder, model)
+    except Exception:
+        log.warning("cannot load embedding model %r; not embedding", model, exc_info=True)
+        return None
