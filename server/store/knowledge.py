@@ -206,9 +206,12 @@ async def _search(
     cosine: sa.ColumnElement[Any] = sa.literal(0.0)
     if query_vector is not None:
         # Numbers only (formatted here), so inlining is safe; pgvector compares the real[] column cast to vector.
-        cosine = 1 - sa.literal_column("(knowledge_chunks.embedding::vector)").op("<=>")(
+        # Chunks embedded by another model (another dimension) score 0 instead of failing the query.
+        same_model = sa.func.array_length(t.c.embedding, 1) == len(query_vector)
+        distance = sa.literal_column("(knowledge_chunks.embedding::vector)").op("<=>")(
             sa.literal_column(f"'{_vector_literal(query_vector)}'::vector")
         )
+        cosine = sa.case((same_model, 1 - distance), else_=sa.literal(0.0))
 
     candidates: list[sa.Select[Any]] = []
     if lexemes:
@@ -230,7 +233,7 @@ async def _search(
         )
     if query_vector is not None:
         candidates.append(
-            repo.select(t, t.c.embedding.is_not(None), *scope)
+            repo.select(t, sa.func.array_length(t.c.embedding, 1) == len(query_vector), *scope)
             .with_only_columns(t.c.source_id, t.c.chunk_index)
             .order_by(cosine.desc())
             .limit(POOL)
