@@ -315,6 +315,16 @@ def _pdf_text(content: bytes) -> str:
     return "\n\n".join(page for page in pages if page)
 
 
+# Words kept for typo correction: letters only (numbers are not misspelt), 4 to 40 of them.
+MIN_TERM = 4
+_TERM = re.compile(rf"[^\W\d_]{{{MIN_TERM},40}}")
+
+
+def terms(text: str) -> set[str]:
+    """The distinct words of a text worth matching a misspelt or partial question word against (lower case)."""
+    return {word.lower() for word in _TERM.findall(text)}
+
+
 # --- chunking -------------------------------------------------------------------------------------------------
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")

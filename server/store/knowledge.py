@@ -9,15 +9,18 @@ call `search`):
 - `search(connection_or_engine, org_id, query, limit=5, source_ids=None, embedder=None) -> list[Hit]`
 - `prepare_embeddings(engine, model) -> Embedder | None` (once at start-up; None = full text + trigrams only)
 
-Search blends three signals into one score per chunk, each in 0..1:
-- full text: `ts_rank_cd` (cover density, normalised rank/(rank+1)) of the question's words OR-ed together, over a
-  `tsvector` that weighs the source title and heading path above the body; a chunk that also satisfies the
-  strict `websearch_to_tsquery` of the question (all words, "phrases", `or`, `-exclusions`) gets a bonus;
-- trigrams: mean `word_similarity` of the question's content words against the chunk, which catches typos and
-  partial words that the stemmer cannot (`refnd` ~ `refunds`);
+Search blends these signals into one score per chunk, each in 0..1:
+- full text: `ts_rank_cd` (cover density, rank/(rank+1), divided by the best candidate's) of the question's
+  lexemes OR-ed together, over a `tsvector` that weighs the source title and heading path above the body;
+- strict match: a bonus when the chunk satisfies the question's `websearch_to_tsquery` (every word, "phrases",
+  `or`); its `-exclusions` remove chunks from the candidates altogether;
+- word coverage: the share of the question's content words the chunk holds. A word that no chunk in scope holds
+  (a typo, a partial word) is matched by trigram `similarity` against the words of the sources
+  (`knowledge_terms`, gin_trgm_ops): the closest ones join the full-text query and count by their similarity
+  (`refnd` ~ `refund` 0.44), so the stemmer's blind spot is covered without a trigram scan of chunk bodies;
 - embeddings (only with pgvector and a configured model): cosine similarity of the question and the chunk.
-Candidates come from the GIN indexes (tsvector, gin_trgm_ops) or the embedding order, always within one org
-(`TenantRepository`) and, if given, a set of source ids; chunks of another org are never read.
+Everything runs within one org (`TenantRepository`) and, if given, a set of source ids; rows of another org are
+never read.
 """
 
 from __future__ import annotations
@@ -37,25 +40,27 @@ from server.domain import knowledge
 from server.domain.knowledge import Embedder
 from server.store.db import connect
 from server.store.repository import TenantRepository
-from server.store.tables import knowledge_chunks
+from server.store.tables import knowledge_chunks, knowledge_terms
 
 log = logging.getLogger("hyphae.knowledge")
 
 ENGLISH: sa.ColumnElement[Any] = sa.literal_column("'english'::regconfig")
 # Candidates drawn from each index before blending; the blend re-orders them.
 POOL = 60
-# Trigram match threshold for candidates: `refnd` vs `refunds` scores 0.5.
-WORD_SIMILARITY_THRESHOLD = 0.45
+# Trigram similarity a stored word needs to stand in for a question's word (`refnd` ~ `refund`: 0.44;
+# `warehou` ~ `warehouse`: 0.64).
+SIMILARITY_THRESHOLD = 0.3
+CORRECTIONS_PER_WORD = 3
 MAX_QUERY_WORDS = 12
-# Blend weights: full text carries most; trigrams rescue typos; the strict match breaks ties toward chunks
-# holding every word. With embeddings, they take a share from the others.
-WEIGHTS = {"fts": 0.55, "fuzzy": 0.3, "strict": 0.15}
-WEIGHTS_WITH_VECTORS = {"fts": 0.4, "fuzzy": 0.2, "strict": 0.1, "vector": 0.3}
+# Blend weights: full text carries most; coverage favours chunks holding more of the question's words (typos
+# included); the strict match breaks ties toward chunks holding all of them. Embeddings take a share when on.
+WEIGHTS = {"fts": 0.55, "coverage": 0.3, "strict": 0.15}
+WEIGHTS_WITH_VECTORS = {"fts": 0.4, "coverage": 0.2, "strict": 0.1, "vector": 0.3}
 SNIPPET_OPTIONS = "MaxFragments=2,MaxWords=35,MinWords=12,FragmentDelimiter= … ,StartSel=**,StopSel=**"
 
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?", re.UNICODE)
-# Words that say nothing about which document answers: left out of the trigram signal (the full-text side has
-# Postgres's own stop list).
+# Words that say nothing about which document answers: left out of word coverage and typo correction (the
+# full-text side has Postgres's own stop list).
 _STOP_WORDS = """
 a about above after again against all am an and any are as at be because been before being below between both
 but by can could did do does doing down during each few for from further had has have having he her here hers
@@ -113,6 +118,7 @@ async def index_source(
         sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"knowledge:{org_id}:{source_id}", 0)))
     )
     await repo.delete(knowledge_chunks, source_id=source_id)
+    await repo.delete(knowledge_terms, source_id=source_id)
     title = knowledge.title_words(name)
     rows = [
         {
@@ -130,12 +136,19 @@ async def index_source(
     ]
     for start in range(0, len(rows), 500):
         await repo.insert_many(knowledge_chunks, rows[start : start + 500])
+    terms = sorted(knowledge.terms(" ".join([title, *{c.heading for c in chunks}, *(c.text for c in chunks)])))
+    for start in range(0, len(terms), 5000):
+        await repo.insert_many(
+            knowledge_terms, [{"source_id": source_id, "term": term} for term in terms[start : start + 5000]]
+        )
     return len(rows)
 
 
 async def delete_source(connection: AsyncConnection, org_id: str, source_id: str) -> bool:
-    """Drop a source from the index (all its chunks); False when it had none (unknown ids are no error)."""
-    return await TenantRepository(connection, org_id).delete(knowledge_chunks, source_id=source_id)
+    """Drop a source from the index (its chunks and its words); False when it had none (unknown ids are no error)."""
+    repo = TenantRepository(connection, org_id)
+    await repo.delete(knowledge_terms, source_id=source_id)
+    return await repo.delete(knowledge_chunks, source_id=source_id)
 
 
 def _embedding_text(name: str, heading: str, text: str) -> str:
@@ -177,32 +190,86 @@ async def _search(
         return []
     repo = TenantRepository(connection, org_id)
     t = knowledge_chunks
-    words = content_words(query)
-    lexemes = list(
-        (
-            await connection.execute(
-                sa.select(sa.func.tsvector_to_array(sa.func.to_tsvector(ENGLISH, " ".join(_plain_words(query)))))
-            )
-        ).scalar_one()
-    )
-    query_vector: list[float] | None = None
-    if embedder is not None:
-        query_vector = (await asyncio.to_thread(embedder.embed, [query]))[0]
-    if not lexemes and not words and query_vector is None:
-        return []
-
     scope: list[sa.ColumnElement[bool]] = []
     if source_ids is not None:
         scope.append(t.c.source_id.in_(list(source_ids)))
     # websearch syntax `-word`: chunks holding an excluded word are no candidates at all, whatever else matches.
     scope.extend(~t.c.tsv.bool_op("@@")(sa.func.plainto_tsquery(ENGLISH, word)) for word in _excluded_words(query))
-    any_query = sa.cast(" | ".join(_tsquery_literal(lexeme) for lexeme in lexemes) or "", TSQUERY)
+
+    # One round trip: the question's lexemes, and for each content word whether the stemmer keeps it and whether
+    # any chunk in scope holds it. Words no chunk holds may be typos or partial words: trigrams correct those.
+    words = content_words(query)
+    word_queries = [sa.func.plainto_tsquery(ENGLISH, word) for word in words]
+    probe = (
+        await connection.execute(
+            sa.select(
+                sa.func.tsvector_to_array(sa.func.to_tsvector(ENGLISH, " ".join(_plain_words(query)))),
+                *(sa.func.numnode(word_query) for word_query in word_queries),
+                *(sa.exists(repo.select(t, t.c.tsv.bool_op("@@")(word_query), *scope)) for word_query in word_queries),
+            )
+        )
+    ).one()
+    lexemes = list(probe[0])
+    stemmed = [bool(nodes) for nodes in probe[1 : 1 + len(words)]]
+    held = [bool(found) for found in probe[1 + len(words) :]]
+    known = [(word, word_queries[i]) for i, word in enumerate(words) if stemmed[i] and held[i]]
+    # Words the stemmer drops (its stop words) say nothing either way; numbers and short words are not typos worth
+    # correcting (few trigrams look like nearly everything).
+    unknown = [
+        word
+        for i, word in enumerate(words)
+        if stemmed[i] and not held[i] and len(word) >= knowledge.MIN_TERM and word.isalpha()
+    ]
+    query_vector: list[float] | None = None
+    if embedder is not None:
+        query_vector = (await asyncio.to_thread(embedder.embed, [query]))[0]
+
+    # Typos and partial words: the closest words of the sources in scope by trigram similarity (GIN index), whose
+    # stems join the full-text query; a chunk holding one counts the question's word as covered by that much.
+    corrections: dict[str, list[tuple[list[str], float]]] = {}
+    term_scope = [knowledge_terms.c.source_id.in_(list(source_ids))] if source_ids is not None else []
+    if unknown:
+        await connection.execute(
+            sa.select(sa.func.set_config("pg_trgm.similarity_threshold", str(SIMILARITY_THRESHOLD), True))
+        )
+    for word in unknown:
+        similarity = sa.func.similarity(knowledge_terms.c.term, word)
+        found = await connection.execute(
+            repo.select(knowledge_terms, knowledge_terms.c.term.bool_op("%")(word), *term_scope)
+            .with_only_columns(
+                sa.func.tsvector_to_array(sa.func.to_tsvector(ENGLISH, knowledge_terms.c.term)), similarity
+            )
+            .group_by(knowledge_terms.c.term)
+            .order_by(similarity.desc(), knowledge_terms.c.term)
+            .limit(CORRECTIONS_PER_WORD)
+        )
+        corrections[word] = [(list(stems), float(score)) for stems, score in found.all() if stems]
+        lexemes.extend(stem for stems, _ in corrections[word] for stem in stems if stem not in lexemes)
+    if not lexemes and query_vector is None:
+        return []
+
+    any_query = sa.cast(_or_query(lexemes), TSQUERY)
     strict_query = sa.func.websearch_to_tsquery(ENGLISH, query)
     fts_rank = sa.func.ts_rank_cd(t.c.tsv, any_query, 32)
-    fuzzy: sa.ColumnElement[Any] = sa.literal(0.0)
-    if words:
-        searched = t.c.title + " " + t.c.heading + " " + t.c.body
-        fuzzy = sum((sa.func.word_similarity(word, searched) for word in words), sa.literal(0.0)) / len(words)
+    # Word coverage: the share of the question's content words the chunk holds, a held word counting 1 when its
+    # stem is in the chunk, an unheld one by its best correction's similarity when the chunk holds that.
+    covered: list[sa.ColumnElement[Any]] = [
+        sa.case((t.c.tsv.bool_op("@@")(word_query), 1.0), else_=0.0) for _, word_query in known
+    ]
+    for options in corrections.values():
+        if options:
+            covered.append(
+                sa.func.greatest(
+                    *(
+                        sa.case((t.c.tsv.bool_op("@@")(sa.cast(_or_query(stems), TSQUERY)), score), else_=0.0)
+                        for stems, score in options
+                    )
+                )
+            )
+    counted = len(known) + len(unknown)
+    coverage: sa.ColumnElement[Any] = (
+        sum(covered, sa.literal(0.0)) / counted if counted and covered else sa.literal(0.0)
+    )
     cosine: sa.ColumnElement[Any] = sa.literal(0.0)
     if query_vector is not None:
         # Numbers only (formatted here), so inlining is safe; pgvector compares the real[] column cast to vector.
@@ -221,16 +288,6 @@ async def _search(
             .order_by(fts_rank.desc())
             .limit(POOL)
         )
-    if words:
-        await connection.execute(
-            sa.select(sa.func.set_config("pg_trgm.word_similarity_threshold", str(WORD_SIMILARITY_THRESHOLD), True))
-        )
-        candidates.append(
-            repo.select(t, sa.or_(*(sa.literal(word).bool_op("<%")(t.c.body) for word in words)), *scope)
-            .with_only_columns(t.c.source_id, t.c.chunk_index)
-            .order_by(fuzzy.desc())
-            .limit(POOL)
-        )
     if query_vector is not None:
         candidates.append(
             repo.select(t, sa.func.array_length(t.c.embedding, 1) == len(query_vector), *scope)
@@ -238,6 +295,8 @@ async def _search(
             .order_by(cosine.desc())
             .limit(POOL)
         )
+    if not candidates:
+        return []
     pool = sa.union(*candidates).subquery("pool") if len(candidates) > 1 else candidates[0].subquery("pool")
     rows = (
         await connection.execute(
@@ -254,7 +313,7 @@ async def _search(
                 t.c.body,
                 fts_rank.label("fts"),
                 t.c.tsv.bool_op("@@")(strict_query).label("strict"),
-                fuzzy.label("fuzzy"),
+                coverage.label("coverage"),
                 cosine.label("vector"),
             )
         )
@@ -267,7 +326,7 @@ async def _search(
         (
             (
                 weights["fts"] * float(row.fts) / best_fts
-                + weights["fuzzy"] * float(row.fuzzy)
+                + weights["coverage"] * float(row.coverage)
                 + weights["strict"] * (1.0 if row.strict else 0.0)
                 + weights.get("vector", 0.0) * max(0.0, float(row.vector)),
                 row,
@@ -327,6 +386,10 @@ def content_words(query: str) -> list[str]:
             if len(word) >= 3 and word not in _STOP and word not in seen:
                 seen.append(word)
     return seen[:MAX_QUERY_WORDS]
+
+
+def _or_query(lexemes: list[str]) -> str:
+    return " | ".join(_tsquery_literal(lexeme) for lexeme in lexemes)
 
 
 def _tsquery_literal(lexeme: str) -> str:

@@ -226,5 +226,15 @@ knowledge_chunks = sa.Table(
         ),
     ),
     sa.Index("ix_knowledge_chunks_tsv", "tsv", postgresql_using="gin"),
-    sa.Index("ix_knowledge_chunks_body_trgm", "body", postgresql_using="gin", postgresql_ops={"body": "gin_trgm_ops"}),
+)
+
+# The distinct words (4+ letters, lower case) of each indexed source: a question's word that no chunk holds is
+# matched to the closest of these by trigram similarity. Per source, so deleting a source forgets its words.
+knowledge_terms = sa.Table(
+    "knowledge_terms",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("source_id", sa.Text, primary_key=True),
+    sa.Column("term", sa.Text, primary_key=True),
+    sa.Index("ix_knowledge_terms_term_trgm", "term", postgresql_using="gin", postgresql_ops={"term": "gin_trgm_ops"}),
 )

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.domain import knowledge as domain
 from server.store import knowledge
 from server.store.db import connect, create_engine
-from server.store.tables import knowledge_chunks
+from server.store.tables import knowledge_chunks, knowledge_terms
 
 DATA = Path(__file__).parents[2] / "data" / "knowledge"
 CONTENT_TYPES = {
@@ -151,6 +151,19 @@ def test_trigrams_catch_typos_and_partial_words(database: str) -> None:
     assert partial and partial[0].source_id == "doc-shipping"
 
 
+def test_typos_are_corrected_only_from_the_orgs_own_words(database: str) -> None:
+    mine, theirs = new_org(), new_org()
+
+    async def work(engine: AsyncEngine) -> tuple[list[knowledge.Hit], list[knowledge.Hit]]:
+        await index(engine, theirs, "doc-refunds", REFUNDS, "refunds.md")
+        await index(engine, mine, "doc-shipping", SHIPPING, "shipping.md")
+        return await knowledge.search(engine, mine, "refnd"), await knowledge.search(engine, theirs, "refnd")
+
+    mine_hits, their_hits = run(database, work)
+    assert mine_hits == []
+    assert their_hits and their_hits[0].source_id == "doc-refunds"
+
+
 def test_full_text_alone_does_not_match_the_typo(database: str) -> None:
     """What the trigram signal adds: Postgres's stemmer cannot match `refnd` to `refunds`."""
     org = new_org()
@@ -199,6 +212,24 @@ def test_reindexing_a_source_replaces_its_chunks(database: str) -> None:
     assert [tuple(row) for row in rows] == [(2, 0)]
 
 
+def test_index_keeps_the_distinct_words_of_a_source_for_typo_correction(database: str) -> None:
+    org = new_org()
+
+    async def work(engine: AsyncEngine) -> list[str]:
+        await index(engine, org, "doc-shipping", SHIPPING, "shipping.md")
+        async with connect(engine) as connection:
+            rows = await connection.execute(
+                sa.select(knowledge_terms.c.term)
+                .where(knowledge_terms.c.org_id == org, knowledge_terms.c.source_id == "doc-shipping")
+                .order_by(knowledge_terms.c.term)
+            )
+            return list(rows.scalars())
+
+    words = run(database, work)
+    assert {"shipping", "parcels", "warehouse", "courier", "tracked"} <= set(words)
+    assert "two" not in words and "our" not in words  # shorter than 4 letters
+
+
 def test_deleting_a_source_removes_it_from_search(database: str) -> None:
     org = new_org()
 
@@ -218,6 +249,7 @@ def test_deleting_a_source_removes_it_from_search(database: str) -> None:
     deleted, again, refunds, shipping = run(database, work)
     assert (deleted, again) == (True, False)
     assert refunds == []
+    assert run(database, lambda engine: knowledge.search(engine, org, "refnd")) == []  # its words are gone too
     assert [hit.source_id for hit in shipping] == ["doc-shipping"]
 
 

@@ -1,4 +1,5 @@
-"""Knowledge retrieval: the chunks of each indexed source, searchable by full text (tsvector) and trigrams.
+"""Knowledge retrieval: the chunks of each indexed source, searchable by full text (tsvector), and the words of
+each source, searchable by trigrams (to correct typos and complete partial words in questions).
 
 Revision ID: 0007
 Revises: 0004
@@ -31,7 +32,13 @@ CREATE TABLE knowledge_chunks (
     PRIMARY KEY (org_id, source_id, chunk_index)
 );
 CREATE INDEX ix_knowledge_chunks_tsv ON knowledge_chunks USING gin (tsv);
-CREATE INDEX ix_knowledge_chunks_body_trgm ON knowledge_chunks USING gin (body gin_trgm_ops)
+CREATE TABLE knowledge_terms (
+    org_id text NOT NULL,
+    source_id text NOT NULL,
+    term text NOT NULL,
+    PRIMARY KEY (org_id, source_id, term)
+);
+CREATE INDEX ix_knowledge_terms_term_trgm ON knowledge_terms USING gin (term gin_trgm_ops)
 """
 
 
