@@ -113,10 +113,7 @@ async def index_source(
     if embedder is not None and chunks:
         embeddings = await asyncio.to_thread(embedder.embed, [_embedding_text(name, c.heading, c.text) for c in chunks])
     repo = TenantRepository(connection, org_id)
-    # Two indexers of one source (a retried upload) take turns rather than collide on the primary key.
-    await connection.execute(
-        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"knowledge:{org_id}:{source_id}", 0)))
-    )
+    await _lock_source(connection, org_id, source_id)
     await repo.delete(knowledge_chunks, source_id=source_id)
     await repo.delete(knowledge_terms, source_id=source_id)
     title = knowledge.title_words(name)
@@ -147,8 +144,17 @@ async def index_source(
 async def delete_source(connection: AsyncConnection, org_id: str, source_id: str) -> bool:
     """Drop a source from the index (its chunks and its words); False when it had none (unknown ids are no error)."""
     repo = TenantRepository(connection, org_id)
+    await _lock_source(connection, org_id, source_id)
     await repo.delete(knowledge_terms, source_id=source_id)
     return await repo.delete(knowledge_chunks, source_id=source_id)
+
+
+async def _lock_source(connection: AsyncConnection, org_id: str, source_id: str) -> None:
+    """Writers of one source (a retried upload, a delete racing a new version) take turns until commit, rather
+    than collide on the primary key or leave a mix of both."""
+    await connection.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"knowledge:{org_id}:{source_id}", 0)))
+    )
 
 
 def _embedding_text(name: str, heading: str, text: str) -> str:

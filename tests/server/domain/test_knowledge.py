@@ -14,6 +14,7 @@ from server.domain.knowledge import (
     chunk,
     detect_format,
     extract,
+    terms,
     title_words,
 )
 
@@ -130,6 +131,15 @@ def test_format_comes_from_content_type_or_extension() -> None:
 def test_title_words_make_file_names_searchable() -> None:
     assert title_words("expense_policy-v2.md") == "expense policy v2"
     assert title_words("Q3 plan") == "Q3 plan"
+
+
+def test_terms_are_the_distinct_longer_words_in_lower_case() -> None:
+    assert terms("Refunds: refunds, REFUNDS and 2026 the VPN-client's café_menu x1234") == {
+        "refunds",
+        "client",
+        "café",
+        "menu",
+    }
 
 
 def _assert_chunks_cover(extracted: Extracted, chunks: list[Chunk]) -> None:
