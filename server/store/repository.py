@@ -39,6 +39,11 @@ class TenantRepository:
         row: sa.Row[Any] = result.one()
         return row
 
+    async def insert_many(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Several rows in one statement (each gets this org's id)."""
+        if rows:
+            await self.connection.execute(sa.insert(table), [{**row, "org_id": self.org_id} for row in rows])
+
     async def upsert(
         self, table: sa.Table, values: dict[str, Any], conflict: list[str], update: dict[str, Any]
     ) -> sa.Row[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import TSVECTOR
 
 metadata = sa.MetaData()
 
@@ -343,4 +344,45 @@ agent_steps = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
     sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
+)
+
+# Knowledge retrieval (server.store.knowledge): one row per chunk of an indexed source, for the version of the
+# source last indexed. `tsv` weighs the source's title and the chunk's heading path above its body.
+knowledge_chunks = sa.Table(
+    "knowledge_chunks",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("source_id", sa.Text, primary_key=True),
+    sa.Column("chunk_index", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("heading", sa.Text, nullable=False, server_default=""),
+    # Offsets of `body` in the source's extracted text (citations).
+    sa.Column("start_offset", sa.Integer, nullable=False),
+    sa.Column("end_offset", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    # Only when an embedding model is configured (and pgvector is there to compare them).
+    sa.Column("embedding", sa.ARRAY(sa.REAL), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.Column(
+        "tsv",
+        TSVECTOR,
+        sa.Computed(
+            "setweight(to_tsvector('english'::regconfig, title || ' ' || heading), 'A') "
+            "|| to_tsvector('english'::regconfig, body)",
+            persisted=True,
+        ),
+    ),
+    sa.Index("ix_knowledge_chunks_tsv", "tsv", postgresql_using="gin"),
+)
+
+# The distinct words (4+ letters, lower case) of each indexed source: a question's word that no chunk holds is
+# matched to the closest of these by trigram similarity. Per source, so deleting a source forgets its words.
+knowledge_terms = sa.Table(
+    "knowledge_terms",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("source_id", sa.Text, primary_key=True),
+    sa.Column("term", sa.Text, primary_key=True),
+    sa.Index("ix_knowledge_terms_term_trgm", "term", postgresql_using="gin", postgresql_ops={"term": "gin_trgm_ops"}),
 )

@@ -8,7 +8,7 @@ Revises: 0004
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 
 SCHEMA = """
 CREATE TABLE agent_steps (
