@@ -144,8 +144,6 @@ class ReactRunner:
             seq += 1
             messages.append(react.observation_message(decision, observation))
             history.append(decision)
-            if on_stuck is None:
-                continue
             reason = react.stuck(history[stuck_from:], on_stuck.iterations)
             if not reason:
                 continue

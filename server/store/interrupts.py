@@ -1,4 +1,5 @@
-"""Interrupts: a run paused at a step until a person answers (approvals and forms alike)."""
+"""Interrupts: a run paused at a step until a person answers (approvals, forms, agent pauses), or until a child run
+ends (`child_run`: a react step's workflow tool parked its run rather than hold a worker slot)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.errors import Conflict, NotFound
+from server.store import pagination
 from server.store import runs as run_store
 from server.store.repository import TenantRepository
 from server.store.tables import interrupts, run_steps, runs
@@ -71,6 +73,36 @@ async def pending(repo: TenantRepository, kind: str, run_id: str = "") -> list[s
     if run_id:
         query = query.where(interrupts.c.run_id == run_id)
     return list((await repo.connection.execute(query)).all())
+
+
+# A unique, time-ordered text key for keyset paging: created_at (fixed width, UTC), then run and step.
+_CURSOR = sa.func.concat(
+    sa.func.to_char(sa.func.timezone("UTC", interrupts.c.created_at), "YYYYMMDDHH24MISSUS"),
+    "|",
+    interrupts.c.run_id,
+    "|",
+    sa.func.lpad(sa.cast(interrupts.c.step_index, sa.Text), 6, "0"),
+)
+
+
+async def page(
+    repo: TenantRepository, request: pagination.PageRequest, *, status: str, kind: str, run_id: str
+) -> tuple[list[sa.Row[Any]], str]:
+    """Interrupts of every kind, oldest first; a pending one only while its run is paused (a cancelled run's pause
+    is not answerable any more)."""
+    query = (
+        sa.select(interrupts, runs.c.workflow_id, _CURSOR.label("cursor"))
+        .join(runs, sa.and_(runs.c.org_id == interrupts.c.org_id, runs.c.id == interrupts.c.run_id))
+        .where(interrupts.c.org_id == repo.org_id, interrupts.c.status == status)
+    )
+    if status == "pending":
+        query = query.where(runs.c.status == "paused")
+    if kind:
+        query = query.where(interrupts.c.kind == kind)
+    if run_id:
+        query = query.where(interrupts.c.run_id == run_id)
+    rows = list((await repo.connection.execute(pagination.apply(query, _CURSOR, request, descending=False))).all())
+    return pagination.next_token(rows, request, "cursor")
 
 
 async def take(repo: TenantRepository, run_id: str, index: int, kind: str) -> tuple[sa.Row[Any], sa.Row[Any]]:
