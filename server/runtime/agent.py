@@ -421,7 +421,7 @@ class ReactRunner:
 
     async def _mcp_tools(self, declared: dict[str, Any], names: set[str]) -> list[react.Tool]:
         """The tools an MCP server offers (those in allowed_tools, if given), named `<prefix>__<tool>`."""
-        url = str(declared["url"])
+        url = mcp_tools.server_ref(declared)  # a URL, or the stdio command line
         prefix = str(declared.get("name") or "mcp")
         allowed = declared.get("allowed_tools")
         timeout_ms = declared.get("timeout_ms")
