@@ -443,8 +443,8 @@ class Executor:
             result = await agent.ReactRunner(self, lease, key, properties, context).run()
         except agent.AgentFailed as exc:
             raise StepFailed(str(exc)) from None
-        except agent.Paused as paused:
-            return Outcome("paused", "loop", interrupt=("agent", paused.payload, None))
+        except agent.Paused as paused:  # a person's answer, or (child_run) a child run's end, resumes it here
+            return Outcome("paused", "loop", interrupt=(paused.kind, paused.payload, None))
         output_key = str(properties.get("result_key") or "")
         updates = {output_key: result.output} if output_key else {}
         return Outcome("completed", "loop", output=result.output, output_key=output_key, context_updates=updates)

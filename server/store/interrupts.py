@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.errors import Conflict, NotFound
@@ -51,8 +51,9 @@ async def open_interrupt(
                 "answer": None,
                 "answered_at": None,
             },
-            # an agent may pause the same step again after an answer (each pause is its own journal row)
-            where=sa.or_(interrupts.c.status == "pending", interrupts.c.kind == "agent"),
+            # an agent may pause (or park on a child run) at the same step again after an answer: each pause is its
+            # own journal row, and a foreach's items pause one after another
+            where=sa.or_(interrupts.c.status == "pending", interrupts.c.kind.in_(("agent", "child_run"))),
         )
     )
 
@@ -194,4 +195,50 @@ async def expire_due(connection: AsyncConnection, limit: int = 100) -> int:
         )
         if updated.rowcount:
             await run_store.append_event(connection, row.org_id, row.run_id, "workflow_run_failed", {"error": message})
+    return len(due)
+
+
+async def wake_parents(connection: AsyncConnection, limit: int = 100) -> int:
+    """Queue again the runs parked on a child run (kind child_run) whose child has ended, AT the parked step (the
+    react step replays its journal and reads the child's result). Safe in several workers."""
+    child = runs.alias("child")
+    child_id = sa.cast(interrupts.c.payload, JSONB)["child_run_id"].astext
+    due = (
+        await connection.execute(
+            sa.select(interrupts.c.org_id, interrupts.c.run_id, interrupts.c.step_index, child.c.id, child.c.status)
+            .join(child, sa.and_(child.c.org_id == interrupts.c.org_id, child.c.id == child_id))
+            .where(
+                interrupts.c.kind == "child_run",
+                interrupts.c.status == "pending",
+                child.c.status.in_(run_store.FINAL),
+            )
+            .limit(limit)
+            .with_for_update(of=interrupts, skip_locked=True)
+        )
+    ).all()
+    for row in due:
+        keys = [interrupts.c.org_id == row.org_id, interrupts.c.run_id == row.run_id]
+        now = sa.func.now()
+        await connection.execute(
+            sa.update(interrupts)
+            .where(*keys, interrupts.c.step_index == row.step_index)
+            .values(status="answered", answer=_dumps({"child_run_id": row.id, "status": row.status}), answered_at=now)
+        )
+        queued = await connection.execute(
+            sa.update(runs)
+            .where(runs.c.org_id == row.org_id, runs.c.id == row.run_id, runs.c.status == "paused")
+            .values(status="running", current_step=row.step_index, updated_at=now)
+        )
+        if queued.rowcount:  # (a run cancelled meanwhile stays cancelled)
+            await connection.execute(
+                sa.update(run_steps)
+                .where(
+                    run_steps.c.org_id == row.org_id,
+                    run_steps.c.run_id == row.run_id,
+                    run_steps.c.index == row.step_index,
+                )
+                .values(status="running", completed_at=None)
+            )
+            data = {"index": row.step_index, "child_run_id": row.id, "child_status": row.status}
+            await run_store.append_event(connection, row.org_id, row.run_id, "child_run_finished", data)
     return len(due)
