@@ -1,4 +1,5 @@
-"""ApprovalService: pending approvals and forms, and the answers that resume their runs."""
+"""ApprovalService: pending approvals and forms, the answers that resume their runs, and the listing of every
+interrupt (GET /interrupts: approvals, forms, agent pauses, runs parked on a child run)."""
 
 from __future__ import annotations
 
