@@ -106,13 +106,15 @@ class Settings:
     temperature: float | None = None
     model: str = ""
     result_key: str = ""
-    on_stuck: OnStuck | None = None
+    # §9.3: detection is always on; without on_stuck, 3 identical actions (or thoughts, or an A/B/A/B alternation
+    # over 6) fail the agent with `stuck`, as the documented defaults (iterations 3, action fail) say.
+    on_stuck: OnStuck = field(default_factory=OnStuck)
 
 
 def settings(properties: dict[str, Any]) -> Settings:
     """The react step's properties (validated by server.domain.dsl at create)."""
     stuck = properties.get("on_stuck")
-    on_stuck = None
+    on_stuck = OnStuck()
     if isinstance(stuck, dict):
         on_stuck = OnStuck(
             iterations=int(stuck.get("iterations") or DEFAULT_STUCK_ITERATIONS),

@@ -777,9 +777,18 @@ class _Validator:
             if not any(isinstance(tool.get(key), str) and str(tool.get(key)).strip() for key in ("id", "name")):
                 raise DefinitionError(path, "a workflow tool needs a non-empty 'id' or 'name'")
         elif tool_type == "mcp":
-            url = tool.get("url")
-            if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
-                raise DefinitionError(_child(path, "url"), "an mcp tool needs the server's 'url' (http:// or https://)")
+            url, command = tool.get("url"), tool.get("command")
+            if command is not None:  # a stdio server (which commands may run is the server operator's allow-list)
+                if url is not None:
+                    raise DefinitionError(path, "an mcp tool has either a 'url' or a 'command', not both")
+                if not isinstance(command, str) or not command.strip():
+                    raise DefinitionError(_child(path, "command"), "must be the stdio MCP server's executable")
+                self.string_list(tool, "args", path, required=False, what="the command's arguments")
+            elif not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
+                raise DefinitionError(
+                    _child(path, "url"),
+                    "an mcp tool needs the server's 'url' (http:// or https://), or a stdio 'command' (with 'args')",
+                )
             name = tool.get("name")
             if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name)):
                 raise DefinitionError(

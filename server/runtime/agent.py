@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hyphae.agent")
 CHILD_POLL_SECONDS = 0.25
+# A workflow tool waits this long for its child holding the worker slot (most children are quick); then it parks the
+# run (kind child_run) and gives the slot back, so runs waiting for children can never starve the children.
+CHILD_GRACE_SECONDS = 1.0
 FINAL = set(run_store.FINAL)
 
 
@@ -40,9 +43,11 @@ class AgentFailed(Exception):
 
 @dataclass
 class Paused(Exception):
-    """The agent waits for a person: the interrupt's payload (it names the journal row the answer completes)."""
+    """The agent waits: for a person (kind `agent`; the payload names the journal row the answer completes), or for
+    a child run to end (kind `child_run`; the run is queued again when it does, see interrupts.wake_parents)."""
 
     payload: dict[str, Any]
+    kind: str = "agent"
 
 
 @dataclass(frozen=True)
@@ -144,8 +149,6 @@ class ReactRunner:
             seq += 1
             messages.append(react.observation_message(decision, observation))
             history.append(decision)
-            if on_stuck is None:
-                continue
             reason = react.stuck(history[stuck_from:], on_stuck.iterations)
             if not reason:
                 continue
@@ -364,11 +367,14 @@ class ReactRunner:
                 )
         if not wait:
             return {"run_id": child_run_id, "status": "running"}, True
+        deadline = asyncio.get_running_loop().time() + CHILD_GRACE_SECONDS
         while True:
             async with connect(self.executor.engine) as connection:
                 child = await run_store.get(TenantRepository(connection, self.lease.org_id), child_run_id)
             if child.status in FINAL:
                 break
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Paused({"scope": self.key, "seq": seq, "child_run_id": child_run_id}, kind="child_run")
             await asyncio.sleep(CHILD_POLL_SECONDS)
         context = {k: v for k, v in json.loads(child.context).items() if not k.startswith("__")}
         result = {
@@ -423,7 +429,7 @@ class ReactRunner:
 
     async def _mcp_tools(self, declared: dict[str, Any], names: set[str]) -> list[react.Tool]:
         """The tools an MCP server offers (those in allowed_tools, if given), named `<prefix>__<tool>`."""
-        url = str(declared["url"])
+        url = mcp_tools.server_ref(declared)  # a URL, or the stdio command line
         prefix = str(declared.get("name") or "mcp")
         allowed = declared.get("allowed_tools")
         timeout_ms = declared.get("timeout_ms")

@@ -27,7 +27,7 @@ from server.blobstore import BlobStore
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
 from server.runtime import agent, documents, llm, outbound, table_step
-from server.store import TenantRepository, interrupts
+from server.store import TenantRepository, interrupts, loop_items
 from server.store import runs as store
 from server.store.db import connect
 from server.store.tables import actions as actions_table
@@ -39,6 +39,9 @@ MAX_LOOP_ITEMS = 10_000
 MAX_LOOP_CONCURRENCY = 50
 MAX_LOOP_DEPTH = 4
 MAX_DB_ROWS = 10_000
+# Interrupt kinds a step inside a foreach may open: they resume the run AT the loop step (which skips its recorded
+# items), unlike approvals and forms, which resume from the next step.
+PAUSABLE_IN_LOOP = ("agent", "child_run")
 log = logging.getLogger("hyphae.executor")
 
 
@@ -325,8 +328,12 @@ class Executor:
     ) -> Outcome:
         """`foreach`: the inner steps for every item, up to max_concurrency items at a time.
 
-        The loop is one journaled step: after a crash it runs again as a whole, and each item's side effects carry
-        the same idempotency keys (`<run>:<step>:<item>:<inner step>`) as the first time."""
+        Each finished item's result is journaled as it ends (server/store/loop_items.py, scope = this loop's key):
+        run again — after a crash, or after a pause inside it was answered — the loop returns the recorded results
+        of finished items and runs only the others, whose side effects carry the same idempotency keys
+        (`<run>:<step>:<item>:<inner step>`) as the first time. An agent (react step) inside may pause: the other
+        items run to their end and are recorded, then the loop step pauses the run with that agent's interrupt;
+        answered, the loop runs again and only the paused item's agent goes on (replaying its own journal)."""
         properties = step.get("properties") or {}
         if depth >= MAX_LOOP_DEPTH:
             raise StepFailed(f"loops nest deeper than {MAX_LOOP_DEPTH} levels")
@@ -344,42 +351,67 @@ class Executor:
         stop_on_error = properties.get("failure_strategy", "stop_on_error") != "continue_on_error"
         limit = asyncio.Semaphore(max(1, min(int(properties.get("max_concurrency") or 1), MAX_LOOP_CONCURRENCY)))
         failed = asyncio.Event()
+        async with connect(self.engine) as connection:
+            recorded = await loop_items.load(connection, lease, key)
+        if any(result.get("status") == "failed" for result in recorded.values()):
+            failed.set()
+        pauses: dict[int, tuple[str, dict[str, Any], float | None]] = {}
+
+        async def record(position: int, result: dict[str, Any]) -> dict[str, Any]:
+            async with connect(self.engine) as connection:
+                await store.hold(connection, lease)
+                await loop_items.record(connection, lease, key, position, result)
+            return result
 
         async def run_item(position: int, item: Any) -> dict[str, Any]:
+            if position in recorded:  # finished before this execution of the loop
+                return recorded[position]
             async with limit:
                 if failed.is_set() and stop_on_error:
                     return {"item": item, "status": "not_run"}
-                scope = {**context, variable: item, "item": item, "__index": position}
-                output: Any = None
-                for inner_index, inner in enumerate(inner_steps):
+                result = await run_inner(position, item)
+                if result["status"] == "paused":
+                    return result
+                return await record(position, result)
+
+        async def run_inner(position: int, item: Any) -> dict[str, Any]:
+            scope = {**context, variable: item, "item": item, "__index": position}
+            output: Any = None
+            for inner_index, inner in enumerate(inner_steps):
+                inner_type = str(inner.get("type", ""))
+                condition = (inner.get("filter") or {}).get("condition", inner.get("condition"))
+                if condition is not None and not self._condition(condition, scope, "loop filter"):
+                    if not inner.get("onFalse"):
+                        continue
+                    inner = inner["onFalse"]
                     inner_type = str(inner.get("type", ""))
-                    condition = (inner.get("filter") or {}).get("condition", inner.get("condition"))
-                    if condition is not None and not self._condition(condition, scope, "loop filter"):
-                        if not inner.get("onFalse"):
-                            continue
-                        inner = inner["onFalse"]
-                        inner_type = str(inner.get("type", ""))
-                    try:
-                        outcome = await self._run_step(
-                            lease, f"{key}:{position}:{inner_index}", inner, inner_type, scope, registered, depth + 1
-                        )
-                    except (StepFailed, evaluate.EvaluationError, matcher.MatcherError) as exc:
-                        failed.set()
-                        return {"item": item, "status": "failed", "error": f"{inner_type}: {exc}"}
-                    if outcome.interrupt is not None:
-                        failed.set()
-                        return {"item": item, "status": "failed", "error": f"{inner_type} cannot pause inside a loop"}
-                    if outcome.status == "failed":
-                        failed.set()
-                        return {"item": item, "status": "failed", "error": f"{inner_type}: {outcome.error}"}
-                    scope.update(outcome.context_updates)
-                    output = outcome.output
-                return {"item": item, "status": "completed", "output": output}
+                try:
+                    outcome = await self._run_step(
+                        lease, f"{key}:{position}:{inner_index}", inner, inner_type, scope, registered, depth + 1
+                    )
+                except (StepFailed, evaluate.EvaluationError, matcher.MatcherError) as exc:
+                    failed.set()
+                    return {"item": item, "status": "failed", "error": f"{inner_type}: {exc}"}
+                if outcome.interrupt is not None:
+                    if outcome.interrupt[0] in PAUSABLE_IN_LOOP:  # an agent: answered, it resumes in place
+                        pauses[position] = outcome.interrupt
+                        return {"item": item, "status": "paused"}
+                    # approvals and forms resume a run from the NEXT step, which would skip the loop's rest
+                    failed.set()
+                    return {"item": item, "status": "failed", "error": f"{inner_type} cannot pause inside a loop"}
+                if outcome.status == "failed":
+                    failed.set()
+                    return {"item": item, "status": "failed", "error": f"{inner_type}: {outcome.error}"}
+                scope.update(outcome.context_updates)
+                output = outcome.output
+            return {"item": item, "status": "completed", "output": output}
 
         results = await asyncio.gather(*(run_item(position, item) for position, item in enumerate(items)))
         failures = [result for result in results if result["status"] == "failed"]
         if failures and stop_on_error:
             raise StepFailed(f"item {results.index(failures[0])} failed: {failures[0]['error']}")
+        if pauses:  # the other items are done and recorded; the first paused item's question goes to a person
+            return Outcome("paused", "loop", interrupt=pauses[min(pauses)])
         summary = {
             "total": len(items),
             "completed": sum(r["status"] == "completed" for r in results),
@@ -411,8 +443,8 @@ class Executor:
             result = await agent.ReactRunner(self, lease, key, properties, context).run()
         except agent.AgentFailed as exc:
             raise StepFailed(str(exc)) from None
-        except agent.Paused as paused:
-            return Outcome("paused", "loop", interrupt=("agent", paused.payload, None))
+        except agent.Paused as paused:  # a person's answer, or (child_run) a child run's end, resumes it here
+            return Outcome("paused", "loop", interrupt=(paused.kind, paused.payload, None))
         output_key = str(properties.get("result_key") or "")
         updates = {output_key: result.output} if output_key else {}
         return Outcome("completed", "loop", output=result.output, output_key=output_key, context_updates=updates)

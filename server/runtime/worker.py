@@ -72,7 +72,8 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _expire_interrupts(self) -> None:
-        """Forms (and approvals) past their TTL fail their run with a timeout error; any worker may do it."""
+        """Forms (and approvals) past their TTL fail their run with a timeout error, and runs parked on a finished
+        child run are queued again; any worker may do it."""
         now = asyncio.get_running_loop().time()
         if now - self._last_expiry < 1.0:
             return
@@ -80,8 +81,10 @@ class Worker:
         try:
             async with connect(self.engine) as connection:
                 await interrupts.expire_due(connection)
+            async with connect(self.engine) as connection:  # runs parked on a child that has ended go on
+                await interrupts.wake_parents(connection)
         except Exception:
-            log.warning("could not expire interrupts; will retry", exc_info=True)
+            log.warning("could not expire interrupts or wake parents; will retry", exc_info=True)
 
     async def _claim(self, free: int) -> int:
         await self._expire_interrupts()

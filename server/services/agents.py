@@ -124,14 +124,15 @@ def _stop_reason(status: str, error: str) -> str:
 
 
 def agent_proto(
-    run: Any, journal: list[Any], pause: Any, tokens: tuple[int, int], with_trace: bool
+    run: Any, journal: list[Any], pause: Any, tokens: tuple[int, int], with_trace: bool, parked: bool = False
 ) -> agent_pb2.AgentRun:
+    """`parked`: paused only while a workflow tool waits for its child run, which the caller sees as running."""
     context = json.loads(run.context)
     _, properties = _react_step(json.loads(run.definition))
     objective = evaluate.stringify(evaluate.resolve(properties.get("objective") or "", context))
     message = agent_pb2.AgentRun(
         agent_run_id=run.id,
-        status=STATUS[run.status],
+        status=STATUS["running" if parked and run.status == "paused" else run.status],
         objective=objective,
         iterations=max((row.iteration for row in journal if row.kind != "model"), default=0),
         triggered_runs=[child for row in journal if (child := json.loads(row.request).get("child_run_id")) is not None],
@@ -183,7 +184,8 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             journal = await store.journal(repo, run_id)
             pause = await store.pending_pause(repo, run_id)
             tokens = await store.usage(repo, run_id)
-        return agent_proto(run, journal, pause, tokens, with_trace)
+            parked = run.status == "paused" and await store.parked_on_child(repo, run_id)
+        return agent_proto(run, journal, pause, tokens, with_trace, parked)
 
     async def _previous(self, org_id: str, run_id: str) -> dict[str, Any]:
         """What a new run learns from `previous_run_id`: its objective, answer and the last steps of its trace."""
@@ -231,14 +233,15 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         return pb.ExecuteAgentResponse(agent=await self._read(org_id, run_id, with_trace=False))
 
     async def _wait(self, org_id: str, run_id: str, seconds: float) -> None:
-        """Until the run ends or pauses, or `seconds` pass."""
+        """Until the run ends or pauses for a person, or `seconds` pass (parked on a child run, it goes on)."""
         deadline = asyncio.get_running_loop().time() + seconds
         async with self.events.subscribe(org_id, run_id) as subscription:
             while True:
                 async with tenant(self.engine, org_id) as repo:
                     status = await run_store.status(repo, run_id)
+                    parked = status == "paused" and await store.parked_on_child(repo, run_id)
                 left = deadline - asyncio.get_running_loop().time()
-                if status != "running" or left <= 0:
+                if (status != "running" and not parked) or left <= 0:
                     return
                 await subscription.wait(min(left, 1.0))
 
@@ -253,7 +256,8 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             for row in rows:
                 journal = await store.journal(repo, row.id)
                 pause = await store.pending_pause(repo, row.id) if row.status == "paused" else None
-                agents.append(agent_proto(row, journal, pause, await store.usage(repo, row.id), False))
+                parked = row.status == "paused" and await store.parked_on_child(repo, row.id)
+                agents.append(agent_proto(row, journal, pause, await store.usage(repo, row.id), False, parked))
         return pb.ListAgentsResponse(agents=agents, next_page_token=token)
 
     async def GetAgentUsage(self, request: pb.GetAgentUsageRequest, context: Context) -> pb.GetAgentUsageResponse:

@@ -1,4 +1,5 @@
-"""ApprovalService: pending approvals and forms, and the answers that resume their runs."""
+"""ApprovalService: pending approvals and forms, the answers that resume their runs, and the listing of every
+interrupt (GET /interrupts: approvals, forms, agent pauses, runs parked on a child run)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,30 @@ from hyphae.approvals.v1 import approval_service_pb2_grpc, interrupt_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
+from server.domain import evaluate
 from server.errors import InvalidArgument
 from server.services import Context, timestamp
 from server.store import interrupts as store
-from server.store import tenant
+from server.store import pagination, tenant
 
-KINDS = {"approval": interrupt_pb2.INTERRUPT_KIND_APPROVAL, "form": interrupt_pb2.INTERRUPT_KIND_FORM}
+KINDS = {
+    "approval": interrupt_pb2.INTERRUPT_KIND_APPROVAL,
+    "form": interrupt_pb2.INTERRUPT_KIND_FORM,
+    "agent": interrupt_pb2.INTERRUPT_KIND_AGENT,
+    "child_run": interrupt_pb2.INTERRUPT_KIND_CHILD_RUN,
+}
+KIND_NAMES = {value: name for name, value in KINDS.items()}
 STATUSES = {
     "pending": interrupt_pb2.INTERRUPT_STATUS_PENDING,
     "answered": interrupt_pb2.INTERRUPT_STATUS_ANSWERED,
     "expired": interrupt_pb2.INTERRUPT_STATUS_EXPIRED,
+}
+STATUS_NAMES = {value: name for name, value in STATUSES.items()}
+# Where each kind is answered (child_run: by its child run ending, not by a person).
+ANSWER_PATHS = {
+    "approval": "/approvals/{run}/{step}",
+    "form": "/forms/{run}/{step}/submit",
+    "agent": "/agents/{run}/resume",
 }
 
 
@@ -41,6 +56,26 @@ def interrupt_proto(row: Any) -> interrupt_pb2.Interrupt:
     if "request_payload" in payload:
         message.request_payload.CopyFrom(jsonvalue.of(payload["request_payload"]))
     return message
+
+
+def pending_proto(row: Any) -> interrupt_pb2.PendingInterrupt:
+    payload = json.loads(row.payload)
+    question = payload.get("question") if row.kind == "agent" else payload.get("comment")
+    path = ANSWER_PATHS.get(row.kind, "")
+    return interrupt_pb2.PendingInterrupt(
+        run_id=row.run_id,
+        step_index=row.step_index,
+        kind=KINDS[row.kind],
+        status=STATUSES[row.status],
+        workflow_id=row.workflow_id,
+        question=evaluate.stringify(question) if question is not None else "",
+        payload=jsonvalue.of(payload),
+        expires_at=timestamp(row.expires_at),
+        created_at=timestamp(row.created_at),
+        answered_at=timestamp(row.answered_at),
+        answer_method="POST" if path else "",
+        answer_path=path.format(run=row.run_id, step=row.step_index),
+    )
 
 
 def step_index(step_id: str) -> int:
@@ -65,6 +100,15 @@ class ApprovalService(approval_service_pb2_grpc.ApprovalServiceServicer):
         async with tenant(self.engine, auth.org_id()) as repo:
             rows = await store.pending(repo, "approval", run_id=request.run_id)
         return pb.ListRunApprovalsResponse(approvals=[interrupt_proto(row) for row in rows])
+
+    async def ListInterrupts(self, request: pb.ListInterruptsRequest, context: Context) -> pb.ListInterruptsResponse:
+        status = STATUS_NAMES.get(request.status, "pending")
+        kind = KIND_NAMES.get(request.kind, "")
+        filters = {"status": status, "kind": kind, "run_id": request.run_id}
+        page = pagination.page_request(page_size=request.page_size, page_token=request.page_token, filters=filters)
+        async with tenant(self.engine, auth.org_id()) as repo:
+            rows, token = await store.page(repo, page, status=status, kind=kind, run_id=request.run_id)
+        return pb.ListInterruptsResponse(interrupts=[pending_proto(row) for row in rows], next_page_token=token)
 
     async def SubmitApproval(self, request: pb.SubmitApprovalRequest, context: Context) -> pb.SubmitApprovalResponse:
         index = step_index(request.step_id)

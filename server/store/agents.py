@@ -76,6 +76,14 @@ async def pending_pause(repo: TenantRepository, run_id: str) -> sa.Row[Any] | No
     return row
 
 
+async def parked_on_child(repo: TenantRepository, run_id: str) -> bool:
+    """The run is paused only because a workflow tool waits for its child run (it goes on by itself)."""
+    query = repo.select(
+        interrupts, interrupts.c.run_id == run_id, interrupts.c.kind == "child_run", interrupts.c.status == "pending"
+    )
+    return (await repo.connection.execute(query)).first() is not None
+
+
 async def usage(repo: TenantRepository, run_id: str = "") -> tuple[int, int]:
     """(prompt, completion) tokens of one run, or of the whole org."""
     query = repo.select(agent_steps).with_only_columns(

@@ -1,4 +1,5 @@
-"""Interrupts: a run paused at a step until a person answers (approvals and forms alike)."""
+"""Interrupts: a run paused at a step until a person answers (approvals, forms, agent pauses), or until a child run
+ends (`child_run`: a react step's workflow tool parked its run rather than hold a worker slot)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.errors import Conflict, NotFound
+from server.store import pagination
 from server.store import runs as run_store
 from server.store.repository import TenantRepository
 from server.store.tables import interrupts, run_steps, runs
@@ -49,8 +51,9 @@ async def open_interrupt(
                 "answer": None,
                 "answered_at": None,
             },
-            # an agent may pause the same step again after an answer (each pause is its own journal row)
-            where=sa.or_(interrupts.c.status == "pending", interrupts.c.kind == "agent"),
+            # an agent may pause (or park on a child run) at the same step again after an answer: each pause is its
+            # own journal row, and a foreach's items pause one after another
+            where=sa.or_(interrupts.c.status == "pending", interrupts.c.kind.in_(("agent", "child_run"))),
         )
     )
 
@@ -71,6 +74,36 @@ async def pending(repo: TenantRepository, kind: str, run_id: str = "") -> list[s
     if run_id:
         query = query.where(interrupts.c.run_id == run_id)
     return list((await repo.connection.execute(query)).all())
+
+
+# A unique, time-ordered text key for keyset paging: created_at (fixed width, UTC), then run and step.
+_CURSOR = sa.func.concat(
+    sa.func.to_char(sa.func.timezone("UTC", interrupts.c.created_at), "YYYYMMDDHH24MISSUS"),
+    "|",
+    interrupts.c.run_id,
+    "|",
+    sa.func.lpad(sa.cast(interrupts.c.step_index, sa.Text), 6, "0"),
+)
+
+
+async def page(
+    repo: TenantRepository, request: pagination.PageRequest, *, status: str, kind: str, run_id: str
+) -> tuple[list[sa.Row[Any]], str]:
+    """Interrupts of every kind, oldest first; a pending one only while its run is paused (a cancelled run's pause
+    is not answerable any more)."""
+    query = (
+        sa.select(interrupts, runs.c.workflow_id, _CURSOR.label("cursor"))
+        .join(runs, sa.and_(runs.c.org_id == interrupts.c.org_id, runs.c.id == interrupts.c.run_id))
+        .where(interrupts.c.org_id == repo.org_id, interrupts.c.status == status)
+    )
+    if status == "pending":
+        query = query.where(runs.c.status == "paused")
+    if kind:
+        query = query.where(interrupts.c.kind == kind)
+    if run_id:
+        query = query.where(interrupts.c.run_id == run_id)
+    rows = list((await repo.connection.execute(pagination.apply(query, _CURSOR, request, descending=False))).all())
+    return pagination.next_token(rows, request, "cursor")
 
 
 async def take(repo: TenantRepository, run_id: str, index: int, kind: str) -> tuple[sa.Row[Any], sa.Row[Any]]:
@@ -162,4 +195,50 @@ async def expire_due(connection: AsyncConnection, limit: int = 100) -> int:
         )
         if updated.rowcount:
             await run_store.append_event(connection, row.org_id, row.run_id, "workflow_run_failed", {"error": message})
+    return len(due)
+
+
+async def wake_parents(connection: AsyncConnection, limit: int = 100) -> int:
+    """Queue again the runs parked on a child run (kind child_run) whose child has ended, AT the parked step (the
+    react step replays its journal and reads the child's result). Safe in several workers."""
+    child = runs.alias("child")
+    child_id = sa.cast(interrupts.c.payload, JSONB)["child_run_id"].astext
+    due = (
+        await connection.execute(
+            sa.select(interrupts.c.org_id, interrupts.c.run_id, interrupts.c.step_index, child.c.id, child.c.status)
+            .join(child, sa.and_(child.c.org_id == interrupts.c.org_id, child.c.id == child_id))
+            .where(
+                interrupts.c.kind == "child_run",
+                interrupts.c.status == "pending",
+                child.c.status.in_(run_store.FINAL),
+            )
+            .limit(limit)
+            .with_for_update(of=interrupts, skip_locked=True)
+        )
+    ).all()
+    for row in due:
+        keys = [interrupts.c.org_id == row.org_id, interrupts.c.run_id == row.run_id]
+        now = sa.func.now()
+        await connection.execute(
+            sa.update(interrupts)
+            .where(*keys, interrupts.c.step_index == row.step_index)
+            .values(status="answered", answer=_dumps({"child_run_id": row.id, "status": row.status}), answered_at=now)
+        )
+        queued = await connection.execute(
+            sa.update(runs)
+            .where(runs.c.org_id == row.org_id, runs.c.id == row.run_id, runs.c.status == "paused")
+            .values(status="running", current_step=row.step_index, updated_at=now)
+        )
+        if queued.rowcount:  # (a run cancelled meanwhile stays cancelled)
+            await connection.execute(
+                sa.update(run_steps)
+                .where(
+                    run_steps.c.org_id == row.org_id,
+                    run_steps.c.run_id == row.run_id,
+                    run_steps.c.index == row.step_index,
+                )
+                .values(status="running", completed_at=None)
+            )
+            data = {"index": row.step_index, "child_run_id": row.id, "child_status": row.status}
+            await run_store.append_event(connection, row.org_id, row.run_id, "child_run_finished", data)
     return len(due)

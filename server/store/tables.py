@@ -386,3 +386,19 @@ knowledge_terms = sa.Table(
     sa.Column("term", sa.Text, primary_key=True),
     sa.Index("ix_knowledge_terms_term_trgm", "term", postgresql_using="gin", postgresql_ops={"term": "gin_trgm_ops"}),
 )
+
+# The journal of foreach loops (server.store.loop_items): one row per finished item (completed or failed), written
+# as the item ends, so a loop step run again skips the items already done.
+loop_items = sa.Table(
+    "loop_items",
+    metadata,
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    # the loop step's idempotency key (`<run>:<step>`, or deeper for a loop nested in a loop)
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),  # completed or failed
+    sa.Column("result", sa.Text, nullable=False),  # the item's entry of the loop's results (JSON)
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    sa.ForeignKeyConstraint(["org_id", "run_id"], ["runs.org_id", "runs.id"], ondelete="CASCADE"),
+)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -102,3 +104,41 @@ def test_an_agent_calls_the_tools_of_a_declared_mcp_server(
 def test_an_mcp_tool_needs_a_url(api: httpx.Client) -> None:
     bad = api.post("/agents/execute", json={"objective": "x", "tools": [{"type": "mcp", "name": "crm"}]})
     assert bad.status_code == 400 and "tools[0].url" in bad.text
+
+
+STDIO_SERVER = Path(__file__).parent / "mcp_stdio_server.py"
+
+
+def test_an_agent_calls_the_tools_of_an_allowed_stdio_mcp_server(
+    api: httpx.Client, model: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.post("/org-config", json={"key": "api:llm_api_key", "value": "sk-mcp-test-key"})
+    api.post("/org-config", json={"key": "settings:llm_base_url", "value": model.base_url})
+    log = tmp_path / "calls.log"
+    args = [str(STDIO_SERVER), str(log)]
+    tool = {"type": "mcp", "name": "notes", "command": sys.executable, "args": args}
+    body = {"objective": "Please ask the notes server over stdio", "tools": [tool]}
+
+    refused = api.post("/agents/execute", json=body).json()  # no allow-list: stdio servers are refused
+    assert refused["status"] == "failed", refused
+    assert "HYPHAE_MCP_STDIO_ALLOW" in refused["error"] and not log.exists()
+    monkeypatch.setenv("HYPHAE_MCP_STDIO_ALLOW", f"/usr/bin/true,{shlex.join([sys.executable, str(STDIO_SERVER)])}")
+    other_args = api.post("/agents/execute", json=body).json()  # a command line entry allows exactly that line
+    assert other_args["status"] == "failed" and "not allowed" in other_args["error"]
+
+    monkeypatch.setenv("HYPHAE_MCP_STDIO_ALLOW", shlex.join([sys.executable, *args]))
+    agent = api.post("/agents/execute", json=body).json()
+    assert agent["status"] == "completed", agent
+    assert agent["final_answer"] == "tier silver"
+    trace = api.get(f"/agents/{agent['agent_run_id']}/trace").json()["trace"]
+    assert [(e["action"], e["success"]) for e in trace] == [("notes__lookup", True), ("__complete__", True)]
+    assert log.read_text() == "lookup c-7\n"
+
+
+def test_an_mcp_tool_has_a_url_or_a_command_not_both(api: httpx.Client) -> None:
+    both = {"type": "mcp", "name": "x", "url": "http://example.com/mcp", "command": "srv"}
+    bad = api.post("/agents/execute", json={"objective": "x", "tools": [both]})
+    assert bad.status_code == 400 and "not both" in bad.text
+    bad_args = {"type": "mcp", "name": "x", "command": "srv", "args": "--flag"}
+    bad = api.post("/agents/execute", json={"objective": "x", "tools": [bad_args]})
+    assert bad.status_code == 400 and "tools[0].args" in bad.text

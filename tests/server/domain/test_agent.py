@@ -93,3 +93,8 @@ def test_the_system_prompt_lists_the_tools_as_the_docs_show() -> None:
     prompt = react.system_prompt("Resolve TK-1", tools)
     assert prompt.startswith("You are an AI agent. Your objective is:\nResolve TK-1\nYou have access to these tools:")
     assert "- lookup_ticket: Look up a support ticket by ID\n- x\n" in prompt
+
+
+def test_stuck_detection_defaults_to_three_identical_actions_then_fail() -> None:
+    settings = react.settings({"objective": "x"})
+    assert settings.on_stuck == react.OnStuck(iterations=3, action="fail", hint="")

@@ -89,8 +89,8 @@ class AgentSpec(_message.Message):
     """An earlier agent run of the org whose objective, final answer and trace summary are given as context."""
     @_builtins.property
     def tools(self) -> _json_pb2.Json:
-        """Declared tools: [{"type": "action", "name": ...}, {"type": "workflow", "id" | "name": ...}] or legacy name
-        strings. Built-ins (__complete__, __pause_for_human__, memory, __log_progress__, __run_workflow__) are always
+        """Declared tools: [{"type": "action", "name": ...}, {"type": "workflow", "id" | "name": ...}, {"type": "mcp",
+        "name": prefix, "url": ... | "command": ..., "args": [...], "allowed_tools": [...]}] or legacy name strings. Built-ins (__complete__, __pause_for_human__, memory, __log_progress__, __run_workflow__) are always
         available.
         """
 

@@ -229,6 +229,72 @@ class ListPendingFormsResponse(_message.Message):
 Global___ListPendingFormsResponse: _TypeAlias = ListPendingFormsResponse  # noqa: Y015
 
 @_typing.final
+class ListInterruptsRequest(_message.Message):
+    """Request of ListInterrupts: GET /interrupts?status=pending&kind=agent&run_id=...&page_size=..."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    status: _interrupt_pb2.InterruptStatus.ValueType
+    """Only interrupts in this status (default: pending; a pending interrupt is listed while its run is paused)."""
+    kind: _interrupt_pb2.InterruptKind.ValueType
+    """Only this kind (default: every kind)."""
+    run_id: _builtins.str
+    """Only this run's."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 100)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        status: _interrupt_pb2.InterruptStatus.ValueType = ...,
+        kind: _interrupt_pb2.InterruptKind.ValueType = ...,
+        run_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "run_id", b"run_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInterruptsRequest: _TypeAlias = ListInterruptsRequest  # noqa: Y015
+
+@_typing.final
+class ListInterruptsResponse(_message.Message):
+    """Response of ListInterrupts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERRUPTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
+    @_builtins.property
+    def interrupts(self) -> _containers.RepeatedCompositeFieldContainer[_interrupt_pb2.PendingInterrupt]:
+        """One page, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        interrupts: _abc.Iterable[_interrupt_pb2.PendingInterrupt] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interrupts", b"interrupts", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInterruptsResponse: _TypeAlias = ListInterruptsResponse  # noqa: Y015
+
+@_typing.final
 class SubmitFormRequest(_message.Message):
     """Request of SubmitForm. The REST body is {"data": {...}}, or (older docs) the keys themselves."""
 

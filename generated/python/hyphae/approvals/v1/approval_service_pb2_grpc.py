@@ -56,6 +56,11 @@ class ApprovalServiceStub:
                 request_serializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListPendingFormsRequest.SerializeToString,
                 response_deserializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListPendingFormsResponse.FromString,
                 _registered_method=True)
+        self.ListInterrupts = channel.unary_unary(
+                '/hyphae.approvals.v1.ApprovalService/ListInterrupts',
+                request_serializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListInterruptsRequest.SerializeToString,
+                response_deserializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListInterruptsResponse.FromString,
+                _registered_method=True)
         self.SubmitForm = channel.unary_unary(
                 '/hyphae.approvals.v1.ApprovalService/SubmitForm',
                 request_serializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.SubmitFormRequest.SerializeToString,
@@ -96,6 +101,15 @@ class ApprovalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInterrupts(self, request, context):
+        """Every interrupt of the org, whatever paused it (approvals, forms, agent pauses, runs parked on a child run),
+        oldest first, paginated. Our addition (Hyphen lists approvals and forms separately, and agent pauses only as
+        paused agents): one listing because all pauses are rows of one table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SubmitForm(self, request, context):
         """Submits a paused PbotForm step; its keys join the context and the run resumes.
         """
@@ -125,6 +139,11 @@ def add_ApprovalServiceServicer_to_server(servicer, server):
                     servicer.ListPendingForms,
                     request_deserializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListPendingFormsRequest.FromString,
                     response_serializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListPendingFormsResponse.SerializeToString,
+            ),
+            'ListInterrupts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInterrupts,
+                    request_deserializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListInterruptsRequest.FromString,
+                    response_serializer=hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListInterruptsResponse.SerializeToString,
             ),
             'SubmitForm': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitForm,
@@ -242,6 +261,33 @@ class ApprovalService:
             '/hyphae.approvals.v1.ApprovalService/ListPendingForms',
             hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListPendingFormsRequest.SerializeToString,
             hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListPendingFormsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInterrupts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hyphae.approvals.v1.ApprovalService/ListInterrupts',
+            hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListInterruptsRequest.SerializeToString,
+            hyphae_dot_approvals_dot_v1_dot_approval__service__pb2.ListInterruptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

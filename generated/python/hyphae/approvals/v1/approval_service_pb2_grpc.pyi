@@ -43,6 +43,11 @@ class ApprovalServiceStub:
     """Decides a paused PbotApproval step; the run resumes from the next step with @__approved and @__comment."""
     ListPendingForms: _grpc.UnaryUnaryMultiCallable[_approval_service_pb2.ListPendingFormsRequest, _approval_service_pb2.ListPendingFormsResponse]
     """Every pending form of the org."""
+    ListInterrupts: _grpc.UnaryUnaryMultiCallable[_approval_service_pb2.ListInterruptsRequest, _approval_service_pb2.ListInterruptsResponse]
+    """Every interrupt of the org, whatever paused it (approvals, forms, agent pauses, runs parked on a child run),
+    oldest first, paginated. Our addition (Hyphen lists approvals and forms separately, and agent pauses only as
+    paused agents): one listing because all pauses are rows of one table.
+    """
     SubmitForm: _grpc.UnaryUnaryMultiCallable[_approval_service_pb2.SubmitFormRequest, _approval_service_pb2.SubmitFormResponse]
     """Submits a paused PbotForm step; its keys join the context and the run resumes."""
 
@@ -61,6 +66,11 @@ class ApprovalServiceAsyncStub(ApprovalServiceStub):
     """Decides a paused PbotApproval step; the run resumes from the next step with @__approved and @__comment."""
     ListPendingForms: _aio.UnaryUnaryMultiCallable[_approval_service_pb2.ListPendingFormsRequest, _approval_service_pb2.ListPendingFormsResponse]  # type: ignore[assignment]
     """Every pending form of the org."""
+    ListInterrupts: _aio.UnaryUnaryMultiCallable[_approval_service_pb2.ListInterruptsRequest, _approval_service_pb2.ListInterruptsResponse]  # type: ignore[assignment]
+    """Every interrupt of the org, whatever paused it (approvals, forms, agent pauses, runs parked on a child run),
+    oldest first, paginated. Our addition (Hyphen lists approvals and forms separately, and agent pauses only as
+    paused agents): one listing because all pauses are rows of one table.
+    """
     SubmitForm: _aio.UnaryUnaryMultiCallable[_approval_service_pb2.SubmitFormRequest, _approval_service_pb2.SubmitFormResponse]  # type: ignore[assignment]
     """Submits a paused PbotForm step; its keys join the context and the run resumes."""
 
@@ -100,6 +110,17 @@ class ApprovalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_approval_service_pb2.ListPendingFormsResponse, _abc.Awaitable[_approval_service_pb2.ListPendingFormsResponse]]:
         """Every pending form of the org."""
+
+    @_abc_1.abstractmethod
+    def ListInterrupts(
+        self,
+        request: _approval_service_pb2.ListInterruptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_approval_service_pb2.ListInterruptsResponse, _abc.Awaitable[_approval_service_pb2.ListInterruptsResponse]]:
+        """Every interrupt of the org, whatever paused it (approvals, forms, agent pauses, runs parked on a child run),
+        oldest first, paginated. Our addition (Hyphen lists approvals and forms separately, and agent pauses only as
+        paused agents): one listing because all pauses are rows of one table.
+        """
 
     @_abc_1.abstractmethod
     def SubmitForm(

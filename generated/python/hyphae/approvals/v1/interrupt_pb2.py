@@ -27,7 +27,7 @@ from hyphae.api.v1 import json_pb2 as hyphae_dot_api_dot_v1_dot_json__pb2
 from hyphae.api.v1 import options_pb2 as hyphae_dot_api_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#hyphae/approvals/v1/interrupt.proto\x12\x13hyphae.approvals.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"\x93\x03\n\tInterrupt\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x05\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".hyphae.approvals.v1.InterruptKind\x12\x34\n\x06status\x18\x04 \x01(\x0e\x32$.hyphae.approvals.v1.InterruptStatus\x12\x13\n\x0bworkflow_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12,\n\x0frequest_payload\x18\x07 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x15\n\rexpected_keys\x18\x08 \x03(\t\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswered_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*}\n\rInterruptKind\x12\x1e\n\x1aINTERRUPT_KIND_UNSPECIFIED\x10\x00\x12)\n\x17INTERRUPT_KIND_APPROVAL\x10\x01\x1a\x0c\xea\xf3\x18\x08\x61pproval\x12!\n\x13INTERRUPT_KIND_FORM\x10\x02\x1a\x08\xea\xf3\x18\x04\x66orm*\xb6\x01\n\x0fInterruptStatus\x12 \n\x1cINTERRUPT_STATUS_UNSPECIFIED\x10\x00\x12)\n\x18INTERRUPT_STATUS_PENDING\x10\x01\x1a\x0b\xea\xf3\x18\x07pending\x12+\n\x19INTERRUPT_STATUS_ANSWERED\x10\x02\x1a\x0c\xea\xf3\x18\x08\x61nswered\x12)\n\x18INTERRUPT_STATUS_EXPIRED\x10\x03\x1a\x0b\xea\xf3\x18\x07\x65xpiredB\x04\xc8\xf3\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#hyphae/approvals/v1/interrupt.proto\x12\x13hyphae.approvals.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"\x93\x03\n\tInterrupt\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x05\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".hyphae.approvals.v1.InterruptKind\x12\x34\n\x06status\x18\x04 \x01(\x0e\x32$.hyphae.approvals.v1.InterruptStatus\x12\x13\n\x0bworkflow_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12,\n\x0frequest_payload\x18\x07 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x15\n\rexpected_keys\x18\x08 \x03(\t\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswered_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x03\n\x10PendingInterrupt\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x05\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".hyphae.approvals.v1.InterruptKind\x12\x34\n\x06status\x18\x04 \x01(\x0e\x32$.hyphae.approvals.v1.InterruptStatus\x12\x13\n\x0bworkflow_id\x18\x05 \x01(\t\x12\x10\n\x08question\x18\x06 \x01(\t\x12$\n\x07payload\x18\x07 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ranswer_method\x18\x0b \x01(\t\x12\x13\n\x0b\x61nswer_path\x18\x0c \x01(\t*\xcf\x01\n\rInterruptKind\x12\x1e\n\x1aINTERRUPT_KIND_UNSPECIFIED\x10\x00\x12)\n\x17INTERRUPT_KIND_APPROVAL\x10\x01\x1a\x0c\xea\xf3\x18\x08\x61pproval\x12!\n\x13INTERRUPT_KIND_FORM\x10\x02\x1a\x08\xea\xf3\x18\x04\x66orm\x12#\n\x14INTERRUPT_KIND_AGENT\x10\x03\x1a\t\xea\xf3\x18\x05\x61gent\x12+\n\x18INTERRUPT_KIND_CHILD_RUN\x10\x04\x1a\r\xea\xf3\x18\tchild_run*\xb6\x01\n\x0fInterruptStatus\x12 \n\x1cINTERRUPT_STATUS_UNSPECIFIED\x10\x00\x12)\n\x18INTERRUPT_STATUS_PENDING\x10\x01\x1a\x0b\xea\xf3\x18\x07pending\x12+\n\x19INTERRUPT_STATUS_ANSWERED\x10\x02\x1a\x0c\xea\xf3\x18\x08\x61nswered\x12)\n\x18INTERRUPT_STATUS_EXPIRED\x10\x03\x1a\x0b\xea\xf3\x18\x07\x65xpiredB\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,16 +39,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INTERRUPTKIND'].values_by_name["INTERRUPT_KIND_APPROVAL"]._serialized_options = b'\352\363\030\010approval'
   _globals['_INTERRUPTKIND'].values_by_name["INTERRUPT_KIND_FORM"]._loaded_options = None
   _globals['_INTERRUPTKIND'].values_by_name["INTERRUPT_KIND_FORM"]._serialized_options = b'\352\363\030\004form'
+  _globals['_INTERRUPTKIND'].values_by_name["INTERRUPT_KIND_AGENT"]._loaded_options = None
+  _globals['_INTERRUPTKIND'].values_by_name["INTERRUPT_KIND_AGENT"]._serialized_options = b'\352\363\030\005agent'
+  _globals['_INTERRUPTKIND'].values_by_name["INTERRUPT_KIND_CHILD_RUN"]._loaded_options = None
+  _globals['_INTERRUPTKIND'].values_by_name["INTERRUPT_KIND_CHILD_RUN"]._serialized_options = b'\352\363\030\tchild_run'
   _globals['_INTERRUPTSTATUS'].values_by_name["INTERRUPT_STATUS_PENDING"]._loaded_options = None
   _globals['_INTERRUPTSTATUS'].values_by_name["INTERRUPT_STATUS_PENDING"]._serialized_options = b'\352\363\030\007pending'
   _globals['_INTERRUPTSTATUS'].values_by_name["INTERRUPT_STATUS_ANSWERED"]._loaded_options = None
   _globals['_INTERRUPTSTATUS'].values_by_name["INTERRUPT_STATUS_ANSWERED"]._serialized_options = b'\352\363\030\010answered'
   _globals['_INTERRUPTSTATUS'].values_by_name["INTERRUPT_STATUS_EXPIRED"]._loaded_options = None
   _globals['_INTERRUPTSTATUS'].values_by_name["INTERRUPT_STATUS_EXPIRED"]._serialized_options = b'\352\363\030\007expired'
-  _globals['_INTERRUPTKIND']._serialized_start=554
-  _globals['_INTERRUPTKIND']._serialized_end=679
-  _globals['_INTERRUPTSTATUS']._serialized_start=682
-  _globals['_INTERRUPTSTATUS']._serialized_end=864
+  _globals['_INTERRUPTKIND']._serialized_start=982
+  _globals['_INTERRUPTKIND']._serialized_end=1189
+  _globals['_INTERRUPTSTATUS']._serialized_start=1192
+  _globals['_INTERRUPTSTATUS']._serialized_end=1374
   _globals['_INTERRUPT']._serialized_start=149
   _globals['_INTERRUPT']._serialized_end=552
+  _globals['_PENDINGINTERRUPT']._serialized_start=555
+  _globals['_PENDINGINTERRUPT']._serialized_end=979
 # @@protoc_insertion_point(module_scope)

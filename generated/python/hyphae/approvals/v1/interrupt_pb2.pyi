@@ -33,6 +33,12 @@ class _InterruptKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Interru
     """A PbotApproval step: a reviewer's decision."""
     INTERRUPT_KIND_FORM: _InterruptKind.ValueType  # 2
     """A PbotForm step: data from anyone."""
+    INTERRUPT_KIND_AGENT: _InterruptKind.ValueType  # 3
+    """A react step's __pause_for_human__ or on_stuck escalate: answered with POST /agents/{run_id}/resume."""
+    INTERRUPT_KIND_CHILD_RUN: _InterruptKind.ValueType  # 4
+    """A react step's workflow tool waiting for its child run: the run is parked (its worker slot freed) and queued
+    again when the child ends; nobody answers it.
+    """
 
 class InterruptKind(_InterruptKind, metaclass=_InterruptKindEnumTypeWrapper):
     """What a paused step waits for."""
@@ -43,6 +49,12 @@ INTERRUPT_KIND_APPROVAL: InterruptKind.ValueType  # 1
 """A PbotApproval step: a reviewer's decision."""
 INTERRUPT_KIND_FORM: InterruptKind.ValueType  # 2
 """A PbotForm step: data from anyone."""
+INTERRUPT_KIND_AGENT: InterruptKind.ValueType  # 3
+"""A react step's __pause_for_human__ or on_stuck escalate: answered with POST /agents/{run_id}/resume."""
+INTERRUPT_KIND_CHILD_RUN: InterruptKind.ValueType  # 4
+"""A react step's workflow tool waiting for its child run: the run is parked (its worker slot freed) and queued
+again when the child ends; nobody answers it.
+"""
 Global___InterruptKind: _TypeAlias = InterruptKind  # noqa: Y015
 
 class _InterruptStatus:
@@ -144,3 +156,81 @@ class Interrupt(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Interrupt: _TypeAlias = Interrupt  # noqa: Y015
+
+@_typing.final
+class PendingInterrupt(_message.Message):
+    """One entry of GET /interrupts (our addition; Hyphen documents only the per-kind listings): every kind of pause in
+    one shape, with what it asks and how to answer it. INFERRED shape, decided here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STEP_INDEX_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    ANSWERED_AT_FIELD_NUMBER: _builtins.int
+    ANSWER_METHOD_FIELD_NUMBER: _builtins.int
+    ANSWER_PATH_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The paused run (for a standalone agent its agent-<uuid> id)."""
+    step_index: _builtins.int
+    """Index of the paused step in definition.actions."""
+    kind: Global___InterruptKind.ValueType
+    """approval, form, agent or child_run."""
+    status: Global___InterruptStatus.ValueType
+    """pending, answered or expired."""
+    workflow_id: _builtins.str
+    """The workflow of the run (empty for a standalone agent)."""
+    question: _builtins.str
+    """What is asked: the approval's comment, or the agent's question (empty for forms and child runs)."""
+    answer_method: _builtins.str
+    """How to answer it: "POST" (empty when nobody answers it: child_run)."""
+    answer_path: _builtins.str
+    """Where to answer it: /approvals/{run}/{step}, /forms/{run}/{step}/submit or /agents/{run}/resume."""
+    @_builtins.property
+    def payload(self) -> _json_pb2.Json:
+        """The whole pause payload: approval {comment, request_payload}, form {expected_keys}, agent {question, context,
+        options, reason, scope, seq}, child_run {child_run_id, scope, seq}.
+        """
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When it expires (unset: never)."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the run paused."""
+
+    @_builtins.property
+    def answered_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was answered."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        step_index: _builtins.int = ...,
+        kind: Global___InterruptKind.ValueType = ...,
+        status: Global___InterruptStatus.ValueType = ...,
+        workflow_id: _builtins.str = ...,
+        question: _builtins.str = ...,
+        payload: _json_pb2.Json | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        answered_at: _timestamp_pb2.Timestamp | None = ...,
+        answer_method: _builtins.str = ...,
+        answer_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "created_at", b"created_at", "expires_at", b"expires_at", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_method", b"answer_method", "answer_path", b"answer_path", "answered_at", b"answered_at", "created_at", b"created_at", "expires_at", b"expires_at", "kind", b"kind", "payload", b"payload", "question", b"question", "run_id", b"run_id", "status", b"status", "step_index", b"step_index", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingInterrupt: _TypeAlias = PendingInterrupt  # noqa: Y015
