@@ -437,8 +437,6 @@ class Executor:
     ) -> Any:
         url = str(evaluate.resolve(action.url, context, scopes=[properties]))
         headers = {k: str(v) for k, v in evaluate.resolve(dict(action.headers), context, scopes=[properties]).items()}
-        secrets = await self._secrets(lease.org_id, evaluate.secret_keys([url, headers]))
-        url, headers = evaluate.substitute_secrets([url, headers], secrets)
         method = action.http_method or "POST"
         body: Any = outbound.MISSING_BODY
         if method in ("POST", "PUT", "PATCH"):
@@ -446,7 +444,13 @@ class Executor:
                 body = evaluate.resolve(jsonvalue.parse(action.body, "body"), context, scopes=[properties])
             else:
                 body = properties
-            body = evaluate.substitute_secrets(body, secrets)
+        # Every part of the request (url with its query, headers, body) may reference org config: load every key
+        # any of them names, then substitute last, right before sending (results and errors are redacted).
+        request = [url, headers] if body is outbound.MISSING_BODY else [url, headers, body]
+        secrets = await self._secrets(lease.org_id, evaluate.secret_keys(request))
+        url, headers, *rest = evaluate.substitute_secrets(request, secrets)
+        if rest:
+            body = rest[0]
         policy = self.policy
         if action.HasField("timeout_ms"):
             policy = outbound.OutboundPolicy(
