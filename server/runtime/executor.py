@@ -26,6 +26,7 @@ from server import jsonvalue
 from server.blobstore import BlobStore
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
+from server.domain.knowledge import Embedder
 from server.runtime import agent, documents, llm, outbound, table_step
 from server.store import TenantRepository, interrupts
 from server.store import runs as store
@@ -99,6 +100,7 @@ class Executor:
         client: httpx.AsyncClient,
         llm_defaults: LlmDefaults | None = None,
         blobs: BlobStore | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.engine = engine
         self.box = box
@@ -106,6 +108,7 @@ class Executor:
         self.client = client
         self.llm_defaults = llm_defaults or LlmDefaults()
         self.blobs = blobs  # for doc: references; None: they fail the step
+        self.embedder = embedder  # knowledge_search (agents): None = full text + trigrams
 
     async def execute(self, lease: store.Lease, row: Any) -> None:
         """Run the steps from `current_step`. Per step one transaction commits its result, the context and its
