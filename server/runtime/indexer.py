@@ -112,19 +112,26 @@ class Indexer:
         return "indexed", count, ""
 
     async def run(self) -> None:
-        """Forever: index what this process stored as it arrives, and every poll interval the stale backlog."""
+        """Forever: index what this process stored as it arrives, and every poll interval the stale backlog (also
+        under a steady stream of uploads)."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         while True:
-            try:
-                async with asyncio.timeout(self.poll_seconds):
-                    org_id, document_id = await self._stored.get()
-                await self.index_document(org_id, document_id)
-            except TimeoutError:
+            if loop.time() >= next_sweep:
                 try:
                     await self.sweep()
                 except Exception:
                     log.warning("indexing the backlog failed; will retry", exc_info=True)
+                next_sweep = loop.time() + self.poll_seconds
+            try:
+                async with asyncio.timeout(max(next_sweep - loop.time(), 0.0)):
+                    org_id, document_id = await self._stored.get()
+            except TimeoutError:
+                continue
+            try:
+                await self.index_document(org_id, document_id)
             except Exception:  # the database is away: the row stays pending and a sweep takes it later
-                log.warning("indexing failed; will retry", exc_info=True)
+                log.warning("indexing %s/%s failed; will retry", org_id, document_id, exc_info=True)
 
 
 @contextlib.asynccontextmanager
