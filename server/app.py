@@ -29,12 +29,14 @@ from server import blobstore
 from server.auth import Authenticator
 from server.config import Settings
 from server.crypto import SecretBox
+from server.domain.knowledge import Embedder
 from server.embedded_pg import EmbeddedPostgres
 from server.interceptors import Gatekeeper
 from server.ratelimit import RateLimiter
 from server.runtime import outbound
 from server.runtime.executor import Executor, LlmDefaults
 from server.runtime.generation import Generator, running_generator
+from server.runtime.indexer import Indexer, running_indexer
 from server.runtime.worker import Worker, running_worker
 from server.services.actions import ActionService
 from server.services.agents import AgentService
@@ -48,6 +50,7 @@ from server.services.runs import RunService
 from server.services.system import SystemService
 from server.services.workflows import WorkflowService
 from server.store import idempotency
+from server.store import knowledge as knowledge_store
 from server.store import org_config as org_config_store
 from server.store.db import connect, create_engine, ensure_database
 
@@ -92,6 +95,7 @@ async def build_grpc_server(
     address: str,
     wake_workers: Callable[[], None],
     wake_generator: Callable[[], None] = lambda: None,
+    indexer: Indexer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
     limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -125,6 +129,8 @@ async def build_grpc_server(
             blobstore.from_settings(settings.blob_url, settings.data_dir),
             max_bytes=settings.max_document_bytes,
             policy=outbound.OutboundPolicy(allow=settings.outbound_allow),
+            on_version_stored=indexer.on_version_stored if indexer is not None else None,
+            embedder=indexer.embedder if indexer is not None else None,
         ),
         server,
     )
@@ -178,6 +184,20 @@ async def expire_documents(engine: AsyncEngine, blobs: blobstore.BlobStore, ever
         await asyncio.sleep(every_seconds)
 
 
+async def knowledge_embedder(engine: AsyncEngine, settings: Settings) -> Embedder | None:
+    """Once at start-up: the embedder for knowledge indexing and search, or None (full text + trigrams)."""
+    embedder = await knowledge_store.prepare_embeddings(engine, settings.embedding_model)
+    if embedder is not None:
+        log.info("knowledge search: full text + trigrams + embeddings (%s)", settings.embedding_model)
+    elif settings.embedding_model:
+        log.info(
+            "knowledge search: full text + trigrams only (embedding model %r unavailable)", settings.embedding_model
+        )
+    else:
+        log.info("knowledge search: full text + trigrams only (HYPHAE_EMBEDDING_MODEL not set)")
+    return embedder
+
+
 @dataclass(frozen=True)
 class GrpcServing:
     engine: AsyncEngine
@@ -185,7 +205,9 @@ class GrpcServing:
 
 
 @contextlib.asynccontextmanager
-async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox) -> AsyncIterator[Worker]:
+async def worker_running(
+    settings: Settings, engine: AsyncEngine, box: SecretBox, embedder: Embedder | None = None
+) -> AsyncIterator[Worker]:
     """This process's worker (started only when settings.workers > 0), and next to it the scheduler."""
     from server.runtime.scheduler import Scheduler, running_scheduler
 
@@ -200,6 +222,7 @@ async def worker_running(settings: Settings, engine: AsyncEngine, box: SecretBox
                 client,
                 LlmDefaults(settings.llm_base_url, settings.llm_api_key, settings.llm_model),
                 blobs=blobstore.from_settings(settings.blob_url, settings.data_dir),
+                embedder=embedder,
             ),
             concurrency=max(settings.workers, 1),
             lease_seconds=settings.lease_seconds,
@@ -239,18 +262,20 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
     try:
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
         await check_secret_keys(engine, box)
+        embedder = await knowledge_embedder(engine, settings)
+        blobs = blobstore.from_settings(settings.blob_url, settings.data_dir)
         async with (
-            worker_running(settings, engine, box) as worker,
+            worker_running(settings, engine, box, embedder) as worker,
             generator_running(settings, engine, box) as generator,
+            # every serving process indexes uploaded documents (a durable queue in Postgres: runtime/indexer.py)
+            running_indexer(Indexer(engine, blobs, embedder)) as indexer,
         ):
             grpc_server, port = await build_grpc_server(
-                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker.wake, generator.wake
+                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker.wake, generator.wake, indexer
             )
             await grpc_server.start()
             housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
-            expiry = asyncio.create_task(
-                expire_documents(engine, blobstore.from_settings(settings.blob_url, settings.data_dir))
-            )
+            expiry = asyncio.create_task(expire_documents(engine, blobs))
             try:
                 yield GrpcServing(engine, port)
             finally:
@@ -269,7 +294,8 @@ async def worker_only(settings: Settings, database_url: str) -> AsyncIterator[Wo
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
         await check_secret_keys(engine, box)
         busy = replace(settings, workers=max(settings.workers, 1))
-        async with worker_running(busy, engine, box) as worker, generator_running(busy, engine, box):
+        embedder = await knowledge_embedder(engine, settings)
+        async with worker_running(busy, engine, box, embedder) as worker, generator_running(busy, engine, box):
             yield worker
     finally:
         await engine.dispose()

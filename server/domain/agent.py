@@ -16,6 +16,7 @@ STORE_MEMORY = "__store_memory__"
 RETRIEVE_MEMORY = "__retrieve_memory__"
 LOG_PROGRESS = "__log_progress__"
 RUN_WORKFLOW = "__run_workflow__"
+KNOWLEDGE_SEARCH = "knowledge_search"  # issue 6: over the run's org's documents (server/runtime/knowledge_tool.py)
 
 _OBJECT: dict[str, Any] = {"type": "object"}
 # Always available (newer docs: "receives these built-in tools automatically"); declaring them by name is tolerated.
@@ -66,6 +67,19 @@ BUILTINS: dict[str, tuple[str, dict[str, Any]]] = {
                 "input": {"type": "object"},
                 "wait": {"type": "boolean"},
             },
+        },
+    ),
+    KNOWLEDGE_SEARCH: (
+        "Search the organization's uploaded documents (typos tolerated); returns the best passages with "
+        "citations: document_id, name, version, start/end offsets, heading, snippet, text, score",
+        {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "a question or keywords"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "passages, default 5"},
+                "document_ids": {"type": "array", "items": {"type": "string"}, "description": "only these"},
+            },
+            "required": ["query"],
         },
     ),
 }

@@ -19,7 +19,7 @@ from hyphae.actions.v1 import action_pb2
 
 from server.domain import agent as react
 from server.domain import evaluate
-from server.runtime import launch, llm, mcp_tools, outbound
+from server.runtime import knowledge_tool, launch, llm, mcp_tools, outbound
 from server.store import TenantRepository
 from server.store import agents as store
 from server.store import runs as run_store
@@ -297,6 +297,8 @@ class ReactRunner:
             return {"key": key, "value": self.memory[key]}, True
         if tool.name == react.LOG_PROGRESS:
             return {"logged": True}, True
+        if tool.name == react.KNOWLEDGE_SEARCH:
+            return await knowledge_tool.run(self.executor.engine, self.lease.org_id, arguments, self.executor.embedder)
         if tool.kind == "mcp":
             timeout = tool.timeout_ms / 1000 if tool.timeout_ms else None
             try:

@@ -26,6 +26,7 @@ from server import jsonvalue
 from server.blobstore import BlobStore
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
+from server.domain.knowledge import Embedder
 from server.runtime import agent, documents, llm, outbound, table_step
 from server.store import TenantRepository, interrupts, loop_items
 from server.store import runs as store
@@ -102,6 +103,7 @@ class Executor:
         client: httpx.AsyncClient,
         llm_defaults: LlmDefaults | None = None,
         blobs: BlobStore | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.engine = engine
         self.box = box
@@ -109,6 +111,7 @@ class Executor:
         self.client = client
         self.llm_defaults = llm_defaults or LlmDefaults()
         self.blobs = blobs  # for doc: references; None: they fail the step
+        self.embedder = embedder  # knowledge_search (agents): None = full text + trigrams
 
     async def execute(self, lease: store.Lease, row: Any) -> None:
         """Run the steps from `current_step`. Per step one transaction commits its result, the context and its
@@ -469,8 +472,6 @@ class Executor:
     ) -> Any:
         url = str(evaluate.resolve(action.url, context, scopes=[properties]))
         headers = {k: str(v) for k, v in evaluate.resolve(dict(action.headers), context, scopes=[properties]).items()}
-        secrets = await self._secrets(lease.org_id, evaluate.secret_keys([url, headers]))
-        url, headers = evaluate.substitute_secrets([url, headers], secrets)
         method = action.http_method or "POST"
         body: Any = outbound.MISSING_BODY
         if method in ("POST", "PUT", "PATCH"):
@@ -478,7 +479,13 @@ class Executor:
                 body = evaluate.resolve(jsonvalue.parse(action.body, "body"), context, scopes=[properties])
             else:
                 body = properties
-            body = evaluate.substitute_secrets(body, secrets)
+        # Every part of the request (url with its query, headers, body) may reference org config: load every key
+        # any of them names, then substitute last, right before sending (results and errors are redacted).
+        request = [url, headers] if body is outbound.MISSING_BODY else [url, headers, body]
+        secrets = await self._secrets(lease.org_id, evaluate.secret_keys(request))
+        url, headers, *rest = evaluate.substitute_secrets(request, secrets)
+        if rest:
+            body = rest[0]
         policy = self.policy
         if action.HasField("timeout_ms"):
             policy = outbound.OutboundPolicy(

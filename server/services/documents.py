@@ -2,7 +2,9 @@
 
 Bytes go to the blob store while they arrive (hashed and counted there, refused past the size limit); the rows are
 written afterwards, in one transaction per document that holds the blob's advisory lock, so dedup and blob removal
-never race. `on_version_stored` is the one place a stored version is announced (an indexer hooks in there).
+never race. `on_version_stored` is the one place a stored version is announced: the knowledge indexer
+(server/runtime/indexer.py) is woken there; the version itself was queued for indexing (`index_status` pending)
+in the transaction that stored it.
 """
 
 from __future__ import annotations
@@ -23,20 +25,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
 from server.blobstore import CHUNK_BYTES, BlobStore, BlobWriter
+from server.domain.knowledge import Embedder
 from server.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
-from server.runtime import outbound
+from server.runtime import knowledge_tool, outbound
 from server.services import Context, timestamp
 from server.store import documents as store
-from server.store import pagination, tenant
+from server.store import knowledge, pagination, tenant
 from server.store.db import connect
 
 log = logging.getLogger("hyphae.documents")
 
-# Hyphen's supported types ("CSV, JSON, plain text, PDF, Excel, images"), decided by the file extension.
+# Hyphen's supported types ("CSV, JSON, plain text, PDF, Excel, images"), decided by the file extension; markdown
+# and HTML are our addition (text the knowledge index reads).
 CONTENT_TYPES = {
     ".csv": "text/csv",
     ".json": "application/json",
     ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".html": "text/html",
     ".pdf": "application/pdf",
     ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     ".xls": "application/vnd.ms-excel",
@@ -85,6 +91,9 @@ def to_proto(row: Any) -> document_pb2.Document:
         filename=row.filename,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
+        index_status=row.index_status,
+        chunk_count=row.index_chunks,
+        index_error=row.index_error,
     )
     document.metadata.raw = row.metadata
     if row.expires_at is not None:
@@ -191,6 +200,7 @@ class DocumentService(document_service_pb2_grpc.DocumentServiceServicer):
         max_bytes: int,
         policy: outbound.OutboundPolicy,
         on_version_stored: VersionHook | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.engine = engine
         self.blobs = blobs
@@ -200,6 +210,7 @@ class DocumentService(document_service_pb2_grpc.DocumentServiceServicer):
             allow=policy.allow, timeout_seconds=policy.timeout_seconds, max_response_bytes=max_bytes
         )
         self.on_version_stored = on_version_stored
+        self.embedder = embedder  # for SearchDocuments; None = full text + trigrams
         self._client: httpx.AsyncClient | None = None
 
     async def _stored(self, org_id: str, row: Any) -> None:
@@ -397,6 +408,16 @@ class DocumentService(document_service_pb2_grpc.DocumentServiceServicer):
             usage = await store.usage(repo)
         return pb.GetStorageUsageResponse(**usage)
 
+    async def SearchDocuments(self, request: pb.SearchDocumentsRequest, context: Context) -> pb.SearchDocumentsResponse:
+        limit = request.limit or knowledge_tool.DEFAULT_LIMIT
+        if not 1 <= limit <= knowledge_tool.MAX_LIMIT:
+            raise InvalidArgument(f"must be between 1 and {knowledge_tool.MAX_LIMIT}", field="limit")
+        if len(request.document_ids) > knowledge_tool.MAX_DOCUMENT_IDS:
+            raise InvalidArgument(f"at most {knowledge_tool.MAX_DOCUMENT_IDS} ids", field="document_ids")
+        ids = list(request.document_ids) or None
+        hits = await knowledge_tool.search(self.engine, auth.org_id(), request.q, limit, ids, self.embedder)
+        return pb.SearchDocumentsResponse(hits=[document_pb2.KnowledgeHit(**hit) for hit in hits])
+
     async def GetDocument(self, request: pb.GetDocumentRequest, context: Context) -> pb.GetDocumentResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             row = await store.get(repo, request.id)
@@ -490,6 +511,7 @@ async def remove(engine: AsyncEngine, blobs: BlobStore, org_id: str, document_id
     """Delete a document (and, once no version of the org uses them any more, its blobs)."""
     async with tenant(engine, org_id) as repo:
         checksums = await store.delete(repo, document_id)
+        await knowledge.delete_source(repo.connection, org_id, document_id)  # its passages go with it
         await store.audit(repo, document_id, action, who)
     for checksum in checksums:
         async with tenant(engine, org_id) as repo:

@@ -131,10 +131,37 @@ async def add_version(
             "size_bytes": size_bytes,
             "checksum_sha256": checksum,
             "updated_at": sa.func.now(),
+            # the new version joins the indexers' queue (server/runtime/indexer.py)
+            "index_status": "pending",
+            "index_chunks": 0,
+            "index_error": "",
         },
     )
     assert row is not None, "the caller holds the row lock"
     return row
+
+
+async def claim_unindexed(
+    connection: AsyncConnection, *, document: tuple[str, str] | None = None, stale_seconds: float = 0.0
+) -> sa.Row[Any] | None:
+    """A document whose current version waits for indexing, locked until the caller's transaction ends (rows
+    another indexer holds are skipped; a crash before commit leaves it pending): the given (org, id), or the
+    oldest of any org that has waited at least `stale_seconds`."""
+    query = sa.select(documents).where(documents.c.index_status == "pending")
+    if document is not None:
+        query = query.where(documents.c.org_id == document[0], documents.c.id == document[1])
+    else:
+        cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, stale_seconds)
+        query = query.where(documents.c.updated_at <= cutoff).order_by(documents.c.updated_at)
+    row: sa.Row[Any] | None = (await connection.execute(query.limit(1).with_for_update(skip_locked=True))).first()
+    return row
+
+
+async def set_index_state(repo: TenantRepository, document_id: str, status: str, chunks: int, error: str) -> None:
+    """Record the indexing outcome of the current version (not `updated_at`: the document did not change)."""
+    await repo.update(
+        documents, {"id": document_id}, {"index_status": status, "index_chunks": chunks, "index_error": error}
+    )
 
 
 async def update(repo: TenantRepository, document_id: str, values: dict[str, Any]) -> sa.Row[Any]:

@@ -107,8 +107,8 @@ async def index_source(
     The index keeps one version per source, the last one indexed: this replaces every chunk the source had (any
     version), in the caller's transaction, so a search sees the old chunks or the new ones, never a mix.
     Raises `UnsupportedContent` (an InvalidArgument, field `content_type`) for bytes it cannot read."""
-    extracted = knowledge.extract(content, content_type, name)
-    chunks = knowledge.chunk(extracted)
+    # Extraction and chunking are CPU work (a big PDF takes seconds): off the event loop.
+    chunks = await asyncio.to_thread(lambda: knowledge.chunk(knowledge.extract(content, content_type, name)))
     embeddings: list[list[float]] | None = None
     if embedder is not None and chunks:
         embeddings = await asyncio.to_thread(embedder.embed, [_embedding_text(name, c.heading, c.text) for c in chunks])

@@ -219,8 +219,14 @@ documents = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    # knowledge indexing of the current version (migration 0012): pending, indexed, skipped (no text) or failed;
+    # pending rows are the indexers' queue (server/runtime/indexer.py)
+    sa.Column("index_status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("index_chunks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("index_error", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_documents_checksum", "org_id", "checksum_sha256"),
     sa.Index("ix_documents_expiring", "expires_at", postgresql_where=sa.text("expires_at IS NOT NULL")),
+    sa.Index("ix_documents_index_pending", "updated_at", postgresql_where=sa.text("index_status = 'pending'")),
 )
 
 document_versions = sa.Table(

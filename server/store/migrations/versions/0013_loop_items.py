@@ -8,7 +8,7 @@ Revises: 0010
 from alembic import op
 
 revision = "0013"
-down_revision = "0010"
+down_revision = "0012"
 
 SCHEMA = """
 CREATE TABLE loop_items (

@@ -28,7 +28,7 @@ from hyphae.api.v1 import json_pb2 as hyphae_dot_api_dot_v1_dot_json__pb2
 from hyphae.api.v1 import options_pb2 as hyphae_dot_api_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hyphae/documents/v1/document.proto\x12\x13hyphae.documents.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"\xa3\x03\n\x08\x44ocument\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsize_bytes\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63hecksum_sha256\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63urrent_version\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06status\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12%\n\x08metadata\x18\t \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x16\n\x08\x66ilename\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xbb\x01\n\x12\x44ocumentAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x05\x12$\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\nUploadFile\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x98\x01\n\x0cUploadFields\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12!\n\x04tags\x18\x02 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x15\n\x08ttl_days\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\x07\n\x05_nameB\x0b\n\t_ttl_daysB\x04\xc8\xf3\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hyphae/documents/v1/document.proto\x12\x13hyphae.documents.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hyphae/api/v1/json.proto\x1a\x1bhyphae/api/v1/options.proto\"\xf5\x03\n\x08\x44ocument\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsize_bytes\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63hecksum_sha256\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63urrent_version\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06status\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12%\n\x08metadata\x18\t \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x16\n\x08\x66ilename\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cindex_status\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x63hunk_count\x18\x0f \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bindex_error\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\"\xc0\x01\n\x0cKnowledgeHit\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x13\n\x0b\x63hunk_index\x18\x04 \x01(\x05\x12\x14\n\x0cstart_offset\x18\x05 \x01(\x05\x12\x12\n\nend_offset\x18\x06 \x01(\x05\x12\x0f\n\x07heading\x18\x07 \x01(\t\x12\x0f\n\x07snippet\x18\x08 \x01(\t\x12\x0c\n\x04text\x18\t \x01(\t\x12\r\n\x05score\x18\n \x01(\x01\"\xbb\x01\n\x12\x44ocumentAuditEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x05\x12$\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\nUploadFile\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x98\x01\n\x0cUploadFields\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12!\n\x04tags\x18\x02 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.hyphae.api.v1.Json\x12\x15\n\x08ttl_days\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\x07\n\x05_nameB\x0b\n\t_ttl_daysB\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,12 +56,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOCUMENT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
   _globals['_DOCUMENT'].fields_by_name['updated_at']._loaded_options = None
   _globals['_DOCUMENT'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['index_status']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['index_status']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['chunk_count']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['chunk_count']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['index_error']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['index_error']._serialized_options = b'\342A\001\003'
   _globals['_DOCUMENT']._serialized_start=181
-  _globals['_DOCUMENT']._serialized_end=600
-  _globals['_DOCUMENTAUDITENTRY']._serialized_start=603
-  _globals['_DOCUMENTAUDITENTRY']._serialized_end=790
-  _globals['_UPLOADFILE']._serialized_start=792
-  _globals['_UPLOADFILE']._serialized_end=844
-  _globals['_UPLOADFIELDS']._serialized_start=847
-  _globals['_UPLOADFIELDS']._serialized_end=999
+  _globals['_DOCUMENT']._serialized_end=682
+  _globals['_KNOWLEDGEHIT']._serialized_start=685
+  _globals['_KNOWLEDGEHIT']._serialized_end=877
+  _globals['_DOCUMENTAUDITENTRY']._serialized_start=880
+  _globals['_DOCUMENTAUDITENTRY']._serialized_end=1067
+  _globals['_UPLOADFILE']._serialized_start=1069
+  _globals['_UPLOADFILE']._serialized_end=1121
+  _globals['_UPLOADFIELDS']._serialized_start=1124
+  _globals['_UPLOADFIELDS']._serialized_end=1276
 # @@protoc_insertion_point(module_scope)

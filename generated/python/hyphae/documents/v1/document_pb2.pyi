@@ -43,13 +43,16 @@ class Document(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    INDEX_STATUS_FIELD_NUMBER: _builtins.int
+    CHUNK_COUNT_FIELD_NUMBER: _builtins.int
+    INDEX_ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"doc_<32 hex digits>", assigned by the server."""
     name: _builtins.str
     """Display name (defaults to the uploaded file's name)."""
     content_type: _builtins.str
     """Media type of the current version, from its file extension: text/csv, application/json, text/plain,
-    application/pdf, the two Excel types, image/png or image/jpeg.
+    text/markdown, text/html, application/pdf, the two Excel types, image/png or image/jpeg.
     """
     size_bytes: _builtins.int
     """Size of the current version in bytes."""
@@ -61,6 +64,14 @@ class Document(_message.Message):
     """"ready" once stored (uploads are stored before the answer, so always "ready")."""
     filename: _builtins.str
     """File name of the current version as uploaded."""
+    index_status: _builtins.str
+    """Knowledge indexing of the current version (our addition): "pending" (queued; indexed in the background
+    shortly after the upload), "indexed", "skipped" (a type without text: images, Excel) or "failed".
+    """
+    chunk_count: _builtins.int
+    """Number of indexed passages of the current version (0 unless index_status is "indexed")."""
+    index_error: _builtins.str
+    """Why indexing failed (e.g. "the PDF is encrypted; ..."); empty otherwise."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Free labels, used by the list filter `tag`."""
@@ -97,14 +108,77 @@ class Document(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        index_status: _builtins.str = ...,
+        chunk_count: _builtins.int = ...,
+        index_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum_sha256", b"checksum_sha256", "content_type", b"content_type", "created_at", b"created_at", "current_version", b"current_version", "expires_at", b"expires_at", "filename", b"filename", "id", b"id", "metadata", b"metadata", "name", b"name", "size_bytes", b"size_bytes", "status", b"status", "tags", b"tags", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum_sha256", b"checksum_sha256", "chunk_count", b"chunk_count", "content_type", b"content_type", "created_at", b"created_at", "current_version", b"current_version", "expires_at", b"expires_at", "filename", b"filename", "id", b"id", "index_error", b"index_error", "index_status", b"index_status", "metadata", b"metadata", "name", b"name", "size_bytes", b"size_bytes", "status", b"status", "tags", b"tags", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Document: _TypeAlias = Document  # noqa: Y015
+
+@_typing.final
+class KnowledgeHit(_message.Message):
+    """One passage of a document that answers a knowledge search, with what is needed to cite it (our addition,
+    INFERRED shape; the agents' `knowledge_search` observation has the same keys).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CHUNK_INDEX_FIELD_NUMBER: _builtins.int
+    START_OFFSET_FIELD_NUMBER: _builtins.int
+    END_OFFSET_FIELD_NUMBER: _builtins.int
+    HEADING_FIELD_NUMBER: _builtins.int
+    SNIPPET_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    document_id: _builtins.str
+    """The document."""
+    name: _builtins.str
+    """The document's current name."""
+    version: _builtins.int
+    """The document version the passage was indexed from."""
+    chunk_index: _builtins.int
+    """Position of the passage among the version's passages, from 0."""
+    start_offset: _builtins.int
+    """Character offsets of the passage in the version's extracted text (start inclusive, end exclusive)."""
+    end_offset: _builtins.int
+    """End offset (exclusive)."""
+    heading: _builtins.str
+    """Heading path of the passage, "Chapter > Section" (empty when the text has no headings)."""
+    snippet: _builtins.str
+    """The best fragments of the passage, matched words between ** **."""
+    text: _builtins.str
+    """The whole passage."""
+    score: _builtins.float
+    """Relevance in 0..1 (blended full text, word coverage, exact match, and embeddings when configured)."""
+    def __init__(
+        self,
+        *,
+        document_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        chunk_index: _builtins.int = ...,
+        start_offset: _builtins.int = ...,
+        end_offset: _builtins.int = ...,
+        heading: _builtins.str = ...,
+        snippet: _builtins.str = ...,
+        text: _builtins.str = ...,
+        score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_index", b"chunk_index", "document_id", b"document_id", "end_offset", b"end_offset", "heading", b"heading", "name", b"name", "score", b"score", "snippet", b"snippet", "start_offset", b"start_offset", "text", b"text", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KnowledgeHit: _TypeAlias = KnowledgeHit  # noqa: Y015
 
 @_typing.final
 class DocumentAuditEntry(_message.Message):

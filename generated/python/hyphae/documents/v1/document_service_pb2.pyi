@@ -734,3 +734,59 @@ class ListDocumentAuditResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDocumentAuditResponse: _TypeAlias = ListDocumentAuditResponse  # noqa: Y015
+
+@_typing.final
+class SearchDocumentsRequest(_message.Message):
+    """Request of SearchDocuments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    Q_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    DOCUMENT_IDS_FIELD_NUMBER: _builtins.int
+    q: _builtins.str
+    """The question or keywords (websearch syntax: "a phrase", or, -exclusion; typos are tolerated)."""
+    limit: _builtins.int
+    """At most this many passages (default 5, at most 50)."""
+    @_builtins.property
+    def document_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only search these documents (repeat the query parameter: `document_ids=a&document_ids=b`)."""
+
+    def __init__(
+        self,
+        *,
+        q: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        document_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_ids", b"document_ids", "limit", b"limit", "q", b"q"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchDocumentsRequest: _TypeAlias = SearchDocumentsRequest  # noqa: Y015
+
+@_typing.final
+class SearchDocumentsResponse(_message.Message):
+    """Response of SearchDocuments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hits(self) -> _containers.RepeatedCompositeFieldContainer[_document_pb2.KnowledgeHit]:
+        """The best passages, best first; empty when nothing matched."""
+
+    def __init__(
+        self,
+        *,
+        hits: _abc.Iterable[_document_pb2.KnowledgeHit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchDocumentsResponse: _TypeAlias = SearchDocumentsResponse  # noqa: Y015

@@ -64,6 +64,11 @@ class DocumentServiceStub:
                 request_serializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.GetStorageUsageRequest.SerializeToString,
                 response_deserializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.GetStorageUsageResponse.FromString,
                 _registered_method=True)
+        self.SearchDocuments = channel.unary_unary(
+                '/hyphae.documents.v1.DocumentService/SearchDocuments',
+                request_serializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.SearchDocumentsRequest.SerializeToString,
+                response_deserializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.SearchDocumentsResponse.FromString,
+                _registered_method=True)
         self.GetDocument = channel.unary_unary(
                 '/hyphae.documents.v1.DocumentService/GetDocument',
                 request_serializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.GetDocumentRequest.SerializeToString,
@@ -145,6 +150,17 @@ class DocumentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchDocuments(self, request, context):
+        """Searches the text of the org's documents (our addition, INFERRED; issue 6): the best passages for `q`, best
+        first, each with its citation. Decided here once: `GET /documents/search` on the document service (rather than
+        `POST /knowledge/search`), as the index covers documents only; the Hyfn and Hyponema knowledge endpoints and the
+        agents' `knowledge_search` tool answer the same hits. Documents are indexed in the background after an upload
+        or a new version (`index_status` on the document), so a just-uploaded file may not be found for a moment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDocument(self, request, context):
         """Reads one document.
         """
@@ -216,6 +232,11 @@ def add_DocumentServiceServicer_to_server(servicer, server):
                     servicer.GetStorageUsage,
                     request_deserializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.GetStorageUsageRequest.FromString,
                     response_serializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.GetStorageUsageResponse.SerializeToString,
+            ),
+            'SearchDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchDocuments,
+                    request_deserializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.SearchDocumentsRequest.FromString,
+                    response_serializer=hyphae_dot_documents_dot_v1_dot_document__service__pb2.SearchDocumentsResponse.SerializeToString,
             ),
             'GetDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDocument,
@@ -388,6 +409,33 @@ class DocumentService:
             '/hyphae.documents.v1.DocumentService/GetStorageUsage',
             hyphae_dot_documents_dot_v1_dot_document__service__pb2.GetStorageUsageRequest.SerializeToString,
             hyphae_dot_documents_dot_v1_dot_document__service__pb2.GetStorageUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hyphae.documents.v1.DocumentService/SearchDocuments',
+            hyphae_dot_documents_dot_v1_dot_document__service__pb2.SearchDocumentsRequest.SerializeToString,
+            hyphae_dot_documents_dot_v1_dot_document__service__pb2.SearchDocumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
