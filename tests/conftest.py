@@ -19,6 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from cli.process import Running, running
+from server import blobstore
+from server.blobstore import LocalBlobStore
 from server.config import Settings
 from server.embedded_pg import EmbeddedPostgres
 from server.store.db import migrate, sqlalchemy_url
@@ -165,17 +167,36 @@ def session_database(postgres_server_url: str, template_database: str) -> Iterat
         drop_database(postgres_server_url, name)
 
 
+def local_blobs(server: ServerInfo) -> LocalBlobStore:
+    """The server's blob store on disk (the tests' servers keep their documents in a local folder)."""
+    store = blobstore.from_settings(server.settings.blob_url, server.settings.data_dir)
+    assert isinstance(store, LocalBlobStore)
+    return store
+
+
 @pytest.fixture(scope="session")
-def server(session_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+def session_blobs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The blob store of the session's servers. They share one database, so either one's workers may run the
+    other's runs and must find its documents: like any servers on one database, they share one blob store."""
+    return tmp_path_factory.mktemp("blobs").as_uri()
+
+
+@pytest.fixture(scope="session")
+def server(session_database: str, session_blobs: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
     """Direct engine mode (X-Org-Id trusted), no practical rate limit."""
-    with run_server(make_settings(tmp_path_factory.mktemp("server")), session_database) as info:
+    settings = make_settings(tmp_path_factory.mktemp("server"), blob_url=session_blobs)
+    with run_server(settings, session_database) as info:
         yield info
 
 
 @pytest.fixture(scope="session")
-def strict_server(session_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+def strict_server(
+    session_database: str, session_blobs: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerInfo]:
     """Gateway mode: API keys required (X-Org-Id not trusted), 30 requests per minute per key."""
-    settings = make_settings(tmp_path_factory.mktemp("strict"), trust_org_header=False, rate_limit_per_minute=30)
+    settings = make_settings(
+        tmp_path_factory.mktemp("strict"), trust_org_header=False, rate_limit_per_minute=30, blob_url=session_blobs
+    )
     with run_server(settings, session_database) as info:
         yield info
 

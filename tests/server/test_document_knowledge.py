@@ -12,13 +12,12 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from server.blobstore import LocalBlobStore
 from server.domain import knowledge
 from server.runtime.indexer import Indexer
 from server.services.documents import expire_due
 from server.store.db import create_engine
 from server.store.tables import documents, knowledge_chunks
-from tests.conftest import ServerInfo
+from tests.conftest import ServerInfo, local_blobs
 from tests.server.test_documents import upload
 
 REFUNDS = b"""# Returns and refunds
@@ -150,7 +149,7 @@ def test_ttl_expiry_removes_the_document_from_the_index(server: ServerInfo, api:
                 .where(documents.c.org_id == org, documents.c.id == document["id"])
                 .values(expires_at=sa.func.now() - sa.text("interval '1 second'"))
             )
-        return int(await expire_due(engine, LocalBlobStore(server.settings.data_dir / "blobs")))
+        return int(await expire_due(engine, local_blobs(server)))
 
     assert run_with_engine(server, expire) >= 1
     assert search(api, "damaged goods") == []
@@ -184,7 +183,7 @@ def test_a_document_left_pending_by_a_dead_process_is_indexed_by_a_sweep(
                     knowledge_chunks.c.org_id == org, knowledge_chunks.c.source_id == document["id"]
                 )
             )
-        blobs = LocalBlobStore(server.settings.data_dir / "blobs")
+        blobs = local_blobs(server)
         recent = Indexer(engine, blobs, stale_seconds=3600)
         assert await recent.sweep() == 0  # not stale yet: its own process may still be at it
         return await Indexer(engine, blobs, stale_seconds=0).sweep()

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerInfo
+from tests.conftest import ServerInfo, local_blobs
 
 CSV = b"invoice_id,vendor,amount\nINV-001,Acme Corp,10000.00\nINV-002,Globex Inc,4500.00\n"
 
@@ -24,12 +24,12 @@ def upload(api: httpx.Client, content: bytes, filename: str = "data.csv", **fiel
 
 
 def blobs_of(server: ServerInfo, org: str) -> list[Path]:
-    root = server.settings.data_dir / "blobs" / org
+    root = local_blobs(server).root / org
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 def temp_files(server: ServerInfo) -> list[Path]:
-    root = server.settings.data_dir / "blobs" / "tmp"
+    root = local_blobs(server).tmp
     return sorted(root.iterdir()) if root.exists() else []
 
 
@@ -345,7 +345,6 @@ def test_expired_documents_are_deleted_with_their_blobs(api: httpx.Client, serve
 
     import sqlalchemy as sa
 
-    from server.blobstore import LocalBlobStore
     from server.services.documents import expire_due
     from server.store.db import create_engine
     from server.store.tables import documents
@@ -362,7 +361,7 @@ def test_expired_documents_are_deleted_with_their_blobs(api: httpx.Client, serve
                     .where(documents.c.org_id == org, documents.c.id == expiring["id"])
                     .values(expires_at=sa.func.now() - sa.text("interval '1 second'"))
                 )
-            return await expire_due(engine, LocalBlobStore(server.settings.data_dir / "blobs"))
+            return await expire_due(engine, local_blobs(server))
         finally:
             await engine.dispose()
 
