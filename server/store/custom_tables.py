@@ -12,6 +12,7 @@ their digits.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -141,6 +142,19 @@ def _audit_params(repo: TenantRepository, table: Table, operation: str, actor: A
     }
 
 
+_COPY_CONTEXT = re.compile(r"line (\d+), column (\w+)")
+
+
+def _copy_error(exc: psycopg.errors.DataError, row_path: str) -> InvalidArgument:
+    """The COPY error Postgres raised for one value, naming the row and field it came from."""
+    message = exc.diag.message_primary or str(exc)
+    found = _COPY_CONTEXT.search(exc.diag.context or "")
+    if found is None:
+        return InvalidArgument(message, field=row_path or "row")
+    row, column = int(found.group(1)) - 1, found.group(2)
+    return InvalidArgument(message, field=f"{row_path}[{row}].{column}" if row_path else column)
+
+
 @dataclass(frozen=True)
 class Inserted:
     """What an insert wrote: the new ids in the order given, and the stored rows as JSON text when asked for."""
@@ -159,7 +173,9 @@ async def insert(
     """Insert coerced rows (as `Schema.row` returns them; all or none); the stored rows as JSON text, in order."""
     names = [f.name for f in table.fields]
     lines = ["\t".join([domain.copy_text(row.get(n)) for n in names]) for row in rows]
-    inserted = await insert_lines(repo, table, lines, actor, operation=operation, return_rows=True)
+    inserted = await insert_lines(
+        repo, table, lines, actor, operation=operation, return_rows=True, row_path="rows" if len(rows) > 1 else ""
+    )
     assert inserted.rows is not None
     return inserted.rows
 
@@ -172,13 +188,16 @@ async def insert_lines(
     *,
     operation: str = "insert",
     return_rows: bool = False,
+    row_path: str = "rows",
 ) -> Inserted:
     """Insert rows given as COPY text lines of the declared fields in order (`domain.CopyEncoder`), all or none.
 
     Ids are drawn from the table's identity sequence first (one statement answering the range when it is
     contiguous, as it is unless another insert drew ids at the same moment), the rows go in by one COPY on this
     transaction's connection, then one INSERT ... SELECT writes their audit entries (the after-image rendered by
-    Postgres) and, only when asked, the same statement reads the stored rows back."""
+    Postgres) and, only when asked, the same statement reads the stored rows back. A value Postgres still refuses
+    (a numeric beyond its range) is an InvalidArgument naming `<row_path>[i].<field>` (the field alone when
+    `row_path` is empty)."""
     await _utc(repo)
     count = len(lines)
     drawn = await repo.connection.execute(
@@ -194,18 +213,21 @@ async def insert_lines(
     raw = await repo.connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
     columns = ", ".join(["id", *(_quote(f.name) for f in table.fields)])
-    async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
-        piece: list[str] = []
-        size = 0
-        for row_id, line in zip(ids, lines, strict=True):
-            text = f"{row_id}\t{line}\n"
-            piece.append(text)
-            size += len(text)
-            if size >= COPY_PIECE:
+    try:
+        async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
+            piece: list[str] = []
+            size = 0
+            for row_id, line in zip(ids, lines, strict=True):
+                text = f"{row_id}\t{line}\n"
+                piece.append(text)
+                size += len(text)
+                if size >= COPY_PIECE:
+                    await copy.write("".join(piece))
+                    piece, size = [], 0
+            if piece:
                 await copy.write("".join(piece))
-                piece, size = [], 0
-        if piece:
-            await copy.write("".join(piece))
+    except psycopg.errors.DataError as exc:
+        raise _copy_error(exc, row_path) from None
     params: dict[str, Any] = {**_audit_params(repo, table, operation, actor)}
     if scattered is None:
         params.update(low=low, high=high)
