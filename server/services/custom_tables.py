@@ -134,8 +134,11 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
         async with tenant(self.engine, auth.org_id()) as repo:
             table = await store.find(repo, request.name)
             encoder = domain.CopyEncoder(table.schema)
-            lines = [encoder.line(parse_row(raw.raw, i), f"rows[{i}]") for i, raw in enumerate(request.rows)]
-            inserted = await store.insert_lines(repo, table, lines, actor(), return_rows=return_rows)
+            # encoded while the COPY runs (a bad row stops it, and the transaction rolls back)
+            lines = (encoder.line(parse_row(raw.raw, i), f"rows[{i}]") for i, raw in enumerate(request.rows))
+            inserted = await store.insert_lines(
+                repo, table, lines, actor(), count=len(request.rows), return_rows=return_rows
+            )
         return pb.BulkInsertRowsResponse(
             inserted=len(inserted.ids),
             ids=inserted.ids,

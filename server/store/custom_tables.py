@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -163,8 +164,9 @@ class Inserted:
     rows: list[str] | None
 
 
-# COPY data goes to Postgres in pieces of about this many characters (psycopg sends each as it comes).
-COPY_PIECE = 1 << 20
+# COPY data goes to Postgres in pieces of about this many characters, each sent as soon as it is encoded, so
+# Postgres stores one piece while the caller encodes the next (two processes, two cores).
+COPY_PIECE = 1 << 16
 
 
 async def insert(
@@ -174,7 +176,14 @@ async def insert(
     names = [f.name for f in table.fields]
     lines = ["\t".join([domain.copy_text(row.get(n)) for n in names]) for row in rows]
     inserted = await insert_lines(
-        repo, table, lines, actor, operation=operation, return_rows=True, row_path="rows" if len(rows) > 1 else ""
+        repo,
+        table,
+        lines,
+        actor,
+        count=len(lines),
+        operation=operation,
+        return_rows=True,
+        row_path="rows" if len(rows) > 1 else "",
     )
     assert inserted.rows is not None
     return inserted.rows
@@ -183,14 +192,17 @@ async def insert(
 async def insert_lines(
     repo: TenantRepository,
     table: Table,
-    lines: list[str],
+    lines: Iterable[str],
     actor: Actor,
     *,
+    count: int,
     operation: str = "insert",
     return_rows: bool = False,
     row_path: str = "rows",
 ) -> Inserted:
-    """Insert rows given as COPY text lines of the declared fields in order (`domain.CopyEncoder`), all or none.
+    """Insert `count` rows given as COPY text lines of the declared fields in order (`domain.CopyEncoder`), all or
+    none. `lines` may be a generator that encodes (and checks) each row as it is consumed: an error it raises
+    aborts the COPY and, with the caller's transaction, the whole insert.
 
     Ids are drawn from the table's identity sequence first (one statement answering the range when it is
     contiguous, as it is unless another insert drew ids at the same moment), the rows go in by one COPY on this
@@ -199,7 +211,6 @@ async def insert_lines(
     (a numeric beyond its range) is an InvalidArgument naming `<row_path>[i].<field>` (the field alone when
     `row_path` is empty)."""
     await _utc(repo)
-    count = len(lines)
     drawn = await repo.connection.execute(
         sa.text(
             "WITH s AS (SELECT nextval(pg_get_serial_sequence(:relation, 'id')) AS v FROM generate_series(1, :n)) "

@@ -93,7 +93,7 @@ def test_ids_that_are_not_one_range_still_audit_and_answer_exactly_the_inserted_
             await connection.execute(sa.text(f"ALTER TABLE {table.relation} ALTER COLUMN id SET INCREMENT BY 2"))
             encoder = domain.CopyEncoder(table.schema)
             lines = [encoder.line({"invoice_id": f"G-{i}", "attempts": i}, f"rows[{i}]") for i in range(5)]
-            inserted = await store.insert_lines(repo, table, lines, actor, return_rows=True)
+            inserted = await store.insert_lines(repo, table, lines, actor, count=len(lines), return_rows=True)
             audited = await connection.execute(
                 sa.text("SELECT row_id FROM custom_table_audit WHERE org_id = 'org-gaps' ORDER BY row_id")
             )
