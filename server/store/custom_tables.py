@@ -213,7 +213,9 @@ async def insert_lines(
     await _utc(repo)
     drawn = await repo.connection.execute(
         sa.text(
-            "WITH s AS (SELECT nextval(pg_get_serial_sequence(:relation, 'id')) AS v FROM generate_series(1, :n)) "
+            # the sequence looked up once: pg_get_serial_sequence per row costs more than nextval itself
+            "WITH q AS MATERIALIZED (SELECT pg_get_serial_sequence(:relation, 'id')::regclass AS seq), "
+            "s AS (SELECT nextval(q.seq) AS v FROM q, generate_series(1, :n)) "
             "SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = :n THEN NULL ELSE array_agg(v ORDER BY v) END "
             "FROM s"
         ),
