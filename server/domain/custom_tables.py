@@ -31,6 +31,7 @@ MAX_TEXT_LENGTH = 1_000_000
 OPERATIONS = ("read", "write", "update", "upsert")
 _INT_TEXT = re.compile(r"^\s*[-+]?\d{1,19}\s*$")
 _BIGINT = (-(2**63), 2**63 - 1)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def coerce(field: Field, value: Any, path: str) -> Any:
             raise InvalidArgument(f"must be a string (text field), got {_type_name(value)}", field=path)
         if "\x00" in value:
             raise InvalidArgument("must not contain NUL characters", field=path)
+        if not value.isascii() and _SURROGATE.search(value):
+            raise InvalidArgument("must be valid Unicode (a lone surrogate such as \\ud800 is not)", field=path)
         if field.max_length is not None and len(value) > field.max_length:
             raise InvalidArgument(f"is longer than maxLength {field.max_length} ({len(value)} characters)", field=path)
         return value
@@ -243,3 +246,116 @@ def _join(path: str, name: str) -> str:
 
 def fields_from_spec(spec: list[dict[str, Any]]) -> list[Field]:
     return [Field(str(f["name"]), str(f["type"]), bool(f.get("required")), f.get("maxLength")) for f in spec]
+
+
+# --------------------------------------------------------------------------- rows as COPY text
+
+# COPY's text format: tab between columns, \N for null, and backslash, tab, newline and carriage return escaped.
+COPY_NULL = "\\N"
+_COPY_SPECIAL = re.compile("[\x00\\\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: Any) -> str:
+    """One coerced value (as `coerce` returns it) in COPY text format."""
+    if value is None:
+        return COPY_NULL
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+    return str(value)  # int, Decimal
+
+
+class _Slow(Exception):
+    """A value the fast converter does not take as it is: the row goes through `Schema.row` instead."""
+
+
+def _fast_converter(field: Field) -> Any:
+    """A function from one JSON value to COPY text for the common, exactly typed case; _Slow for anything else
+    (nulls of required fields, strings for numbers, floats for integers, bad values), which `Schema.row` then
+    coerces or refuses with its own message. Both accept and render the same values the same way."""
+    required, kind, max_length = field.required, field.type, field.max_length
+    low, high = _BIGINT
+
+    def text(value: Any) -> str:
+        if type(value) is not str:
+            if value is None and not required:
+                return COPY_NULL
+            raise _Slow
+        if max_length is not None and len(value) > max_length:
+            raise _Slow
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _Slow
+        if _COPY_SPECIAL.search(value):
+            if "\x00" in value:
+                raise _Slow
+            return value.translate(_COPY_ESCAPES)
+        return value
+
+    def integer(value: Any) -> str:
+        if type(value) is int and low <= value <= high:
+            return str(value)
+        if value is None and not required:
+            return COPY_NULL
+        raise _Slow
+
+    def numeric(value: Any) -> str:
+        kind_of = type(value)
+        if kind_of is Decimal and value.is_finite():
+            return str(value)
+        if kind_of is int:
+            return str(value)
+        if value is None and not required:
+            return COPY_NULL
+        raise _Slow
+
+    def boolean(value: Any) -> str:
+        if value is True:
+            return "t"
+        if value is False:
+            return "f"
+        if value is None and not required:
+            return COPY_NULL
+        raise _Slow
+
+    def timestamptz(value: Any) -> str:
+        if type(value) is not str:
+            if value is None and not required:
+                return COPY_NULL
+            raise _Slow
+        try:
+            stamp = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _Slow from None
+        return stamp.isoformat() if stamp.tzinfo is not None else stamp.isoformat() + "+00:00"
+
+    return {"text": text, "integer": integer, "numeric": numeric, "boolean": boolean, "timestamptz": timestamptz}[kind]
+
+
+class CopyEncoder:
+    """A table's rows (parsed JSON objects) as COPY text lines of its declared fields, in declared order.
+
+    Built once per call from the schema: each field has a converter for its exactly typed values; a row holding
+    anything else (an unknown field, a number as a string, a bad value) goes through `Schema.row`, which either
+    coerces it or raises the InvalidArgument naming `<path>.<field>` that a single insert would."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.names = [f.name for f in schema.fields]
+        self._known = frozenset(self.names)
+        self._pairs = [(f.name, _fast_converter(f)) for f in schema.fields]
+
+    def line(self, row: Any, path: str) -> str:
+        if type(row) is dict and self._known.issuperset(row):
+            get = row.get
+            try:
+                return "\t".join([convert(get(name)) for name, convert in self._pairs])
+            except _Slow:
+                pass
+        coerced = self.schema.row(row, path)  # raises the error naming the field, or coerces what it may
+        return "\t".join([copy_text(coerced.get(name)) for name in self.names])

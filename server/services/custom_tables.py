@@ -33,6 +33,18 @@ def loads(value: json_pb2.Json, field: str) -> Any:
         raise InvalidArgument(f"is not valid JSON ({exc})", field=field) from None
 
 
+# One decoder for every row of a bulk insert (json.loads with options builds a new decoder per call).
+_ROW_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def parse_row(text: str, index: int) -> Any:
+    """One row of a bulk insert, parsed like `loads` (decimals exact, strict JSON), errors naming `rows[i]`."""
+    try:
+        return _ROW_DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"is not valid JSON ({exc})", field=f"rows[{index}]") from None
+
+
 def actor() -> store.Actor:
     """Who the audit log names for a call: the API key, the org (direct engine mode) or the SDK key."""
     principal = auth.principal()
@@ -118,12 +130,20 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
             raise InvalidArgument("needs at least one row", field="rows")
         if len(request.rows) > MAX_BULK_ROWS:
             raise InvalidArgument(f"at most {MAX_BULK_ROWS} rows per call", field="rows")
+        return_rows = request.return_rows if request.HasField("return_rows") else True
         async with tenant(self.engine, auth.org_id()) as repo:
             table = await store.find(repo, request.name)
-            schema = table.schema
-            rows = [schema.row(loads(raw, f"rows[{i}]"), f"rows[{i}]") for i, raw in enumerate(request.rows)]
-            stored = await store.insert(repo, table, rows, actor())
-        return pb.BulkInsertRowsResponse(inserted=len(stored), rows=[json_pb2.Json(raw=r) for r in stored])
+            encoder = domain.CopyEncoder(table.schema)
+            # encoded while the COPY runs (a bad row stops it, and the transaction rolls back)
+            lines = (encoder.line(parse_row(raw.raw, i), f"rows[{i}]") for i, raw in enumerate(request.rows))
+            inserted = await store.insert_lines(
+                repo, table, lines, actor(), count=len(request.rows), return_rows=return_rows
+            )
+        return pb.BulkInsertRowsResponse(
+            inserted=len(inserted.ids),
+            ids=inserted.ids,
+            rows=[json_pb2.Json(raw=r) for r in inserted.rows or ()],
+        )
 
     async def UpdateRows(self, request: pb.UpdateRowsRequest, context: Context) -> pb.UpdateRowsResponse:
         uses_keys = bool(request.keys) or request.HasField("values") or request.HasField("fields")

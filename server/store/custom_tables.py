@@ -12,6 +12,8 @@ their digits.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -141,42 +143,131 @@ def _audit_params(repo: TenantRepository, table: Table, operation: str, actor: A
     }
 
 
+_COPY_CONTEXT = re.compile(r"line (\d+), column (\w+)")
+
+
+def _copy_error(exc: psycopg.errors.DataError, row_path: str) -> InvalidArgument:
+    """The COPY error Postgres raised for one value, naming the row and field it came from."""
+    message = exc.diag.message_primary or str(exc)
+    found = _COPY_CONTEXT.search(exc.diag.context or "")
+    if found is None:
+        return InvalidArgument(message, field=row_path or "row")
+    row, column = int(found.group(1)) - 1, found.group(2)
+    return InvalidArgument(message, field=f"{row_path}[{row}].{column}" if row_path else column)
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """What an insert wrote: the new ids in the order given, and the stored rows as JSON text when asked for."""
+
+    ids: list[int]
+    rows: list[str] | None
+
+
+# COPY data goes to Postgres in pieces of about this many characters, each sent as soon as it is encoded, so
+# Postgres stores one piece while the caller encodes the next (two processes, two cores).
+COPY_PIECE = 1 << 16
+
+
 async def insert(
     repo: TenantRepository, table: Table, rows: list[dict[str, Any]], actor: Actor, *, operation: str = "insert"
 ) -> list[str]:
-    """Insert checked rows (all or none); the stored rows as JSON text, in the order given.
-
-    The ids are drawn from the table's identity sequence first, then the rows go in by COPY (on this
-    transaction's connection) and one statement writes their audit entries and reads them back."""
-    await _utc(repo)
+    """Insert coerced rows (as `Schema.row` returns them; all or none); the stored rows as JSON text, in order."""
     names = [f.name for f in table.fields]
-    sequence = await repo.connection.execute(
-        sa.text("SELECT nextval(pg_get_serial_sequence(:relation, 'id')) FROM generate_series(1, :n)"),
-        {"relation": table.relation, "n": len(rows)},
+    lines = ["\t".join([domain.copy_text(row.get(n)) for n in names]) for row in rows]
+    inserted = await insert_lines(
+        repo,
+        table,
+        lines,
+        actor,
+        count=len(lines),
+        operation=operation,
+        return_rows=True,
+        row_path="rows" if len(rows) > 1 else "",
     )
-    ids = [int(i) for i in sequence.scalars()]
+    assert inserted.rows is not None
+    return inserted.rows
+
+
+async def insert_lines(
+    repo: TenantRepository,
+    table: Table,
+    lines: Iterable[str],
+    actor: Actor,
+    *,
+    count: int,
+    operation: str = "insert",
+    return_rows: bool = False,
+    row_path: str = "rows",
+) -> Inserted:
+    """Insert `count` rows given as COPY text lines of the declared fields in order (`domain.CopyEncoder`), all or
+    none. `lines` may be a generator that encodes (and checks) each row as it is consumed: an error it raises
+    aborts the COPY and, with the caller's transaction, the whole insert.
+
+    Ids are drawn from the table's identity sequence first (one statement answering the range when it is
+    contiguous, as it is unless another insert drew ids at the same moment), the rows go in by one COPY on this
+    transaction's connection, then one INSERT ... SELECT writes their audit entries (the after-image rendered by
+    Postgres) and, only when asked, the same statement reads the stored rows back. A value Postgres still refuses
+    (a numeric beyond its range) is an InvalidArgument naming `<row_path>[i].<field>` (the field alone when
+    `row_path` is empty)."""
+    await _utc(repo)
+    drawn = await repo.connection.execute(
+        sa.text(
+            # the sequence looked up once: pg_get_serial_sequence per row costs more than nextval itself
+            "WITH q AS MATERIALIZED (SELECT pg_get_serial_sequence(:relation, 'id')::regclass AS seq), "
+            "s AS (SELECT nextval(q.seq) AS v FROM q, generate_series(1, :n)) "
+            "SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = :n THEN NULL ELSE array_agg(v ORDER BY v) END "
+            "FROM s"
+        ),
+        {"relation": table.relation, "n": count},
+    )
+    low, high, scattered = drawn.one()
+    ids = [int(i) for i in scattered] if scattered is not None else list(range(int(low), int(high) + 1))
     raw = await repo.connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    columns = ", ".join(["id", *(_quote(n) for n in names)])
-    async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
-        for row_id, row in zip(ids, rows, strict=True):
-            await copy.write_row((row_id, *(row.get(n) for n in names)))
-    statement = sa.text(
-        f"WITH ins AS (SELECT t.id, row_to_json(t)::text AS row FROM {table.relation} t WHERE t.id = ANY(:ids)), "
-        f"aud AS ({_audit_insert('ins', 'NULL', 'ins.row')}) "
-        "SELECT ins.row FROM ins ORDER BY ins.id"
-    )
-    result = await repo.connection.execute(statement, {**_audit_params(repo, table, operation, actor), "ids": ids})
-    out = [str(r) for r in result.scalars()]
-    if len(rows) >= ANALYZE_AFTER:
+    columns = ", ".join(["id", *(_quote(f.name) for f in table.fields)])
+    try:
+        async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
+            piece: list[str] = []
+            size = 0
+            for row_id, line in zip(ids, lines, strict=True):
+                text = f"{row_id}\t{line}\n"
+                piece.append(text)
+                size += len(text)
+                if size >= COPY_PIECE:
+                    await copy.write("".join(piece))
+                    piece, size = [], 0
+            if piece:
+                await copy.write("".join(piece))
+    except psycopg.errors.DataError as exc:
+        raise _copy_error(exc, row_path) from None
+    params: dict[str, Any] = {**_audit_params(repo, table, operation, actor)}
+    if scattered is None:
+        params.update(low=low, high=high)
+        mine = "t.id BETWEEN :low AND :high"  # every id in the range was drawn above, so these are our rows
+    else:
+        params["ids"] = ids
+        mine = "t.id = ANY(:ids)"
+    rows: list[str] | None = None
+    if return_rows:
+        statement = sa.text(
+            f"WITH ins AS (SELECT t.id, row_to_json(t)::text AS row FROM {table.relation} t WHERE {mine}), "
+            f"aud AS ({_audit_insert('ins', 'NULL', 'ins.row')}) "
+            "SELECT ins.row FROM ins ORDER BY ins.id"
+        )
+        rows = [str(r) for r in (await repo.connection.execute(statement, params)).scalars()]
+    else:
+        statement = sa.text(_audit_insert("t", "NULL", "row_to_json(t)::text", f"{table.relation} t WHERE {mine}"))
+        await repo.connection.execute(statement, params)
+    if count >= ANALYZE_AFTER:
         # Only when this insert at least doubles what the planner knows of the table (-1: never analysed), so a
         # series of bulk inserts analyses log(n) times, not every time.
         known = await repo.connection.execute(
             sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:relation)"), {"relation": table.relation}
         )
-        if len(rows) >= (known.scalar_one_or_none() or 0):
+        if count >= (known.scalar_one_or_none() or 0):
             await repo.connection.execute(sa.text(f"ANALYZE {table.relation}"))
-    return out
+    return Inserted(ids, rows)
 
 
 def _condition(table: Table, where: dict[str, Any], params: dict[str, Any], alias: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.domain.custom_tables import Field, Schema, coerce
+from server.domain.custom_tables import CopyEncoder, Field, Schema, coerce, copy_text
 from server.errors import InvalidArgument
 
 
@@ -75,3 +75,64 @@ def test_keys_and_values_name_their_position() -> None:
         schema.keys_values(["run_id", "amount"], ["r", "many"], "properties")
     with pytest.raises(InvalidArgument, match=r"^properties\.values: "):
         schema.keys_values(["run_id"], [], "properties")
+
+
+ENCODED = Schema(
+    [
+        Field("name", "text", required=True, max_length=12),
+        Field("amount", "numeric"),
+        Field("attempts", "integer"),
+        Field("matched", "boolean"),
+        Field("at", "timestamptz"),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"name": "plain", "amount": Decimal("1.50"), "attempts": 3, "matched": True, "at": "2026-01-01T00:00:00Z"},
+        {"name": "t\tn\nl\r\\", "amount": 7, "attempts": None, "matched": False},
+        {"name": "\\N", "amount": "0.10", "attempts": "12", "at": "2026-01-01 10:00:00"},
+        {"name": "🍄", "amount": 0.5, "attempts": 7.0, "matched": None, "at": "2026-01-01T10:00:00.5+02:00"},
+        {"name": "x", "attempts": -(2**63)},
+    ],
+)
+def test_copy_lines_render_what_the_reference_coercion_renders(row: dict[str, Any]) -> None:
+    coerced = ENCODED.row(row, "rows[0]")
+    expected = "\t".join(copy_text(coerced.get(f.name)) for f in ENCODED.fields)
+    assert CopyEncoder(ENCODED).line(row, "rows[0]") == expected
+    assert "\n" not in expected and "\r" not in expected
+
+
+def test_copy_text_escapes_the_copy_specials_and_spells_null() -> None:
+    assert copy_text("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+    assert copy_text("\\N") == "\\\\N"
+    assert copy_text(None) == "\\N"
+    assert copy_text(True) == "t" and copy_text(Decimal("1E+2")) == "1E+2"
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"amount": 1},
+        {"name": None},
+        {"name": "x" * 13},
+        {"name": "nul\x00"},
+        {"name": "lone \ud800"},
+        {"name": "x", "amount": "lots"},
+        {"name": "x", "attempts": 2**63},
+        {"name": "x", "matched": "true"},
+        {"name": "x", "at": "yesterday"},
+        {"name": "x", "colour": "red"},
+        {"name": "x", "id": 1},
+        ["not", "an", "object"],
+    ],
+)
+def test_copy_lines_refuse_what_a_single_insert_refuses_with_the_same_message(row: Any) -> None:
+    with pytest.raises(InvalidArgument) as reference:
+        ENCODED.row(row, "rows[3517]")
+    with pytest.raises(InvalidArgument) as encoded:
+        CopyEncoder(ENCODED).line(row, "rows[3517]")
+    assert str(encoded.value) == str(reference.value)
+    assert encoded.value.field == reference.value.field and encoded.value.field.startswith("rows[3517]")

@@ -78,3 +78,31 @@ def test_typed_filters_on_100000_rows_use_the_field_index(fresh_database: str) -
         assert "Seq Scan" not in plan, plan
     for name, rows in found.items():
         assert len(rows) == 1 and '"invoice_id":"INV-054321"' in rows[0], (name, rows)
+
+
+def test_ids_that_are_not_one_range_still_audit_and_answer_exactly_the_inserted_rows(fresh_database: str) -> None:
+    async def main() -> tuple[store.Inserted, list[int], list[str]]:
+        engine = create_engine(fresh_database, pool_size=1)
+        actor = store.Actor("api_key", "key-test")
+        async with connect(engine) as connection:
+            await connection.execute(sa.insert(orgs).values(id="org-gaps", name="gaps"))
+            repo = TenantRepository(connection, "org-gaps")
+            table = await store.create(repo, "gaps", FIELDS)
+            await store.insert(repo, table, [row(0)], actor)
+            # as if other inserts drew ids in between: the sequence now steps by 2
+            await connection.execute(sa.text(f"ALTER TABLE {table.relation} ALTER COLUMN id SET INCREMENT BY 2"))
+            encoder = domain.CopyEncoder(table.schema)
+            lines = [encoder.line({"invoice_id": f"G-{i}", "attempts": i}, f"rows[{i}]") for i in range(5)]
+            inserted = await store.insert_lines(repo, table, lines, actor, count=len(lines), return_rows=True)
+            audited = await connection.execute(
+                sa.text("SELECT row_id FROM custom_table_audit WHERE org_id = 'org-gaps' ORDER BY row_id")
+            )
+            stored = await connection.execute(sa.text(f"SELECT invoice_id FROM {table.relation} ORDER BY id"))
+        await engine.dispose()
+        return inserted, [int(i) for i in audited.scalars()], [str(s) for s in stored.scalars()]
+
+    inserted, audited, stored = asyncio.run(main())
+    assert inserted.ids == [3, 5, 7, 9, 11]
+    assert audited == [1, *inserted.ids]  # the first row's entry, then one per row of this insert, no other
+    assert inserted.rows is not None and ['"invoice_id":"G-' in r for r in inserted.rows] == [True] * 5
+    assert stored == ["INV-000000", "G-0", "G-1", "G-2", "G-3", "G-4"]

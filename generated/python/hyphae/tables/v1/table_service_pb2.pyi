@@ -288,23 +288,31 @@ class BulkInsertRowsRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
+    RETURN_ROWS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Table name."""
+    return_rows: _builtins.bool
+    """Answer with the stored rows (default true); false answers only `inserted` and `ids`."""
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[_json_pb2.Json]:
-        """The rows (at most 100,000 per call); one invalid row refuses the whole call."""
+        """The rows (at most 100,000 per call); one invalid row refuses the whole call, its error naming the row and the
+        field (`rows[3517].amount: ...`).
+        """
 
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         rows: _abc.Iterable[_json_pb2.Json] | None = ...,
+        return_rows: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_return_rows", b"_return_rows", "return_rows", b"return_rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_return_rows", b"_return_rows", "name", b"name", "return_rows", b"return_rows", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__return_rows: _TypeAlias = _typing.Literal["return_rows"]  # noqa: Y015
+    _WhichOneofArgType__return_rows: _TypeAlias = _typing.Literal["_return_rows", b"_return_rows"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__return_rows) -> _WhichOneofReturnType__return_rows | None: ...
 
 Global___BulkInsertRowsRequest: _TypeAlias = BulkInsertRowsRequest  # noqa: Y015
 
@@ -316,21 +324,27 @@ class BulkInsertRowsResponse(_message.Message):
 
     INSERTED_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
     inserted: _builtins.int
     """How many rows were inserted."""
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[_json_pb2.Json]:
-        """The stored rows, in the order given."""
+        """The stored rows, in the order given; empty when the request set return_rows to false."""
+
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The new rows' ids, in the order given."""
 
     def __init__(
         self,
         *,
         inserted: _builtins.int = ...,
         rows: _abc.Iterable[_json_pb2.Json] | None = ...,
+        ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inserted", b"inserted", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "inserted", b"inserted", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

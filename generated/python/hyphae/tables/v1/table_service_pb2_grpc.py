@@ -146,7 +146,9 @@ class TableServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BulkInsertRows(self, request, context):
-        """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "rows": [...]}`.
+        """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "ids": [...], "rows": [...]}`.
+        INFERRED answer, settled: the spec's `{inserted, rows}` plus the new ids; `"return_rows": false` leaves `rows`
+        out (the rows are then not read back: bulk loads that keep only the ids are much cheaper).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

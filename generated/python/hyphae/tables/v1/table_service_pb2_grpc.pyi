@@ -54,7 +54,10 @@ class TableServiceStub:
     SDK-compatible POST /custom-tables/{name}/rows.
     """
     BulkInsertRows: _grpc.UnaryUnaryMultiCallable[_table_service_pb2.BulkInsertRowsRequest, _table_service_pb2.BulkInsertRowsResponse]
-    """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "rows": [...]}`."""
+    """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "ids": [...], "rows": [...]}`.
+    INFERRED answer, settled: the spec's `{inserted, rows}` plus the new ids; `"return_rows": false` leaves `rows`
+    out (the rows are then not read back: bulk loads that keep only the ids are much cheaper).
+    """
     UpdateRows: _grpc.UnaryUnaryMultiCallable[_table_service_pb2.UpdateRowsRequest, _table_service_pb2.UpdateRowsResponse]
     """Updates the rows a selection finds. INFERRED body, settled: either `{"keys": [...], "values": [...],
     "fields": {...}}` as the workflow primitive writes it (keys[i] = values[i]) or `{"where": {...}, "set": {...}}`.
@@ -95,7 +98,10 @@ class TableServiceAsyncStub(TableServiceStub):
     SDK-compatible POST /custom-tables/{name}/rows.
     """
     BulkInsertRows: _aio.UnaryUnaryMultiCallable[_table_service_pb2.BulkInsertRowsRequest, _table_service_pb2.BulkInsertRowsResponse]  # type: ignore[assignment]
-    """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "rows": [...]}`."""
+    """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "ids": [...], "rows": [...]}`.
+    INFERRED answer, settled: the spec's `{inserted, rows}` plus the new ids; `"return_rows": false` leaves `rows`
+    out (the rows are then not read back: bulk loads that keep only the ids are much cheaper).
+    """
     UpdateRows: _aio.UnaryUnaryMultiCallable[_table_service_pb2.UpdateRowsRequest, _table_service_pb2.UpdateRowsResponse]  # type: ignore[assignment]
     """Updates the rows a selection finds. INFERRED body, settled: either `{"keys": [...], "values": [...],
     "fields": {...}}` as the workflow primitive writes it (keys[i] = values[i]) or `{"where": {...}, "set": {...}}`.
@@ -169,7 +175,10 @@ class TableServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _table_service_pb2.BulkInsertRowsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_table_service_pb2.BulkInsertRowsResponse, _abc.Awaitable[_table_service_pb2.BulkInsertRowsResponse]]:
-        """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "rows": [...]}`."""
+        """Inserts many rows at once (all or none): `{"rows": [...]}` answers `{"inserted": n, "ids": [...], "rows": [...]}`.
+        INFERRED answer, settled: the spec's `{inserted, rows}` plus the new ids; `"return_rows": false` leaves `rows`
+        out (the rows are then not read back: bulk loads that keep only the ids are much cheaper).
+        """
 
     @_abc_1.abstractmethod
     def UpdateRows(
