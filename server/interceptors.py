@@ -27,6 +27,8 @@ from server.validation import check_request
 
 log = logging.getLogger("hyphae.server")
 Trailers = list[tuple[str, str]]
+# How much of a refused client stream is read before answering (as the gateway drains a refused REST body).
+DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -190,13 +192,14 @@ class Gatekeeper(_Interceptor):
         """Client streams (uploads): admitted on their first message, every message checked as it passes.
 
         No Idempotency-Key handling: the request is not known until it has been read (and may be 50 MiB), so it
-        cannot be hashed up front. Uploads are idempotent by content instead (same bytes -> same document)."""
+        cannot be hashed up front. Uploads are idempotent by content instead (same bytes -> same document).
+        A refusal is sent once the stream has been read to its end (see `_drain`)."""
 
         async def call(requests: AsyncIterator[Message], context: Context) -> Any:
             trailers: Trailers = [("x-request-id", metadata.get("x-request-id") or new_id("request"))]
             failure: HyphaeError | None = None
+            iterator = aiter(requests)
             try:
-                iterator = aiter(requests)
                 first = await anext(iterator, None)
                 if first is None:
                     raise InvalidArgument("the stream held no message")
@@ -216,6 +219,7 @@ class Gatekeeper(_Interceptor):
             except Exception:
                 log.exception("unhandled error in %s (request id %s)", method, trailers[0][1])
                 failure = HyphaeError(f"internal error; quote request id {trailers[0][1]} when reporting it")
+            await _drain(iterator)
             await _abort(context, failure, trailers)
 
         return call
@@ -279,6 +283,22 @@ class Gatekeeper(_Interceptor):
 def _response_class(method: str) -> type[Message]:
     name = method.lstrip("/").replace("/", ".")
     return message_factory.GetMessageClass(descriptor_pool.Default().FindMethodByName(name).output_type)
+
+
+async def _drain(requests: AsyncIterator[Message]) -> None:
+    """Read and discard the rest of a refused client stream, so the refusal is sent after the client's last write.
+
+    Answering mid-stream races the client: a grpc aio client whose write is still in flight when the status
+    arrives records that failed write as INTERNAL ("Internal error from Core") over the status it received, so
+    a 415/413/404 became a 500 at random under load. Bounded: past DRAIN_LIMIT_BYTES the refusal goes out anyway."""
+    drained = 0
+    try:
+        async for message in requests:
+            drained += message.ByteSize()
+            if drained > DRAIN_LIMIT_BYTES:
+                return
+    except Exception:  # the stream broke (the client went away): nobody is left to race
+        return
 
 
 async def _abort(context: Context, failure: HyphaeError | None, trailers: Trailers) -> None:

@@ -3,8 +3,9 @@
 The body is read from ASGI one piece at a time and fed to python-multipart's push parser; file bytes are forwarded
 as `chunk` messages (coalesced to CHUNK_BYTES) while they arrive, so memory stays flat whatever the file size. The
 text fields (`name`, `tags`, `metadata`, `ttl_days`) go in one `fields` message at the end — forms may send them
-after the file. The server enforces the size limit and the file types; when it refuses (413, 415, 404) the rest of
-the body is read and discarded (up to DRAIN_LIMIT), so the client receives the answer instead of a reset.
+after the file. The server enforces the size limit and the file types; it reads a refused stream to its end before
+answering (413, 415, 404), so normally the whole body has been read by then; should the call end earlier, the rest
+of the body is read and discarded (up to DRAIN_LIMIT), so the client receives the answer instead of a reset.
 """
 
 from __future__ import annotations

@@ -315,7 +315,7 @@ class DocumentService(document_service_pb2_grpc.DocumentServiceServicer):
                     if not document_id:
                         raise InvalidArgument("is required in the first message", field="id")
                     async with tenant(self.engine, org_id) as repo:
-                        await store.get(repo, document_id)  # 404 before reading 50 MiB
+                        await store.get(repo, document_id)  # 404 before spooling 50 MiB
                 part = message.WhichOneof("part")
                 if part == "file":
                     await upload.open(message.file, many=False)

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,31 @@ def test_an_unsupported_type_is_415(api: httpx.Client, server: ServerInfo) -> No
     assert answer.json()["error"] == "Unsupported Media Type"
     assert upload(api, b"a", "no-extension").status_code == 415
     assert api.get("/documents").json()["documents"] == []
+    assert no_temp_files_left(server)
+
+
+def test_refused_uploads_keep_their_status_while_many_race(server: ServerInfo, org: str) -> None:
+    """Refusals that come before the body's end (415 on the first part, 404 for a version of no document) answer
+    their own status even when many overlap: the server reads the stream to its end before refusing, else a write
+    still in flight in the gateway's gRPC call turns the answer into a 500 ("Internal error from Core")."""
+    big = b"MZ..." * 300_000
+    requests: list[tuple[str, list[tuple[str, tuple[str, bytes]]], int]] = [
+        ("/documents", [("file", ("tool.exe", big))], 415),
+        ("/documents/bulk-upload", [("file", ("a.csv", b"a,b\n")), ("file", ("tool.exe", big))], 415),
+        ("/documents/doc_missing/versions", [("file", ("v2.csv", big))], 404),
+    ] * 12
+
+    def send(request: tuple[str, list[tuple[str, tuple[str, bytes]]], int]) -> tuple[str, int, int, str]:
+        path, files, expected = request
+        with httpx.Client(base_url=server.http_url, headers={"X-Org-Id": org}, timeout=120) as client:
+            answer = client.post(path, files=files)
+        return path, expected, answer.status_code, answer.text[:200]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(send, requests))
+    assert [answer for answer in answers if answer[1] != answer[2]] == []
+    with httpx.Client(base_url=server.http_url, headers={"X-Org-Id": org}, timeout=30) as client:
+        assert client.get("/documents").json()["documents"] == []
     assert no_temp_files_left(server)
 
 
