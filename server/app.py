@@ -39,7 +39,7 @@ from server.services.system import SystemService
 from server.services.workflows import WorkflowService
 from server.store import idempotency
 from server.store import org_config as org_config_store
-from server.store.db import connect, create_engine, ensure_database
+from server.store.db import connect, create_engine, dispose, ensure_database
 
 log = logging.getLogger("hyphae")
 SERVICES = [
@@ -189,7 +189,7 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
                 housekeeping.cancel()
                 await grpc_server.stop(grace=5)
     finally:
-        await engine.dispose()
+        await dispose(engine)
 
 
 @contextlib.asynccontextmanager
@@ -202,4 +202,4 @@ async def worker_only(settings: Settings, database_url: str) -> AsyncIterator[Wo
         async with worker_running(replace(settings, workers=max(settings.workers, 1)), engine, box) as worker:
             yield worker
     finally:
-        await engine.dispose()
+        await dispose(engine)

@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.errors import Unavailable
 from server.runtime.executor import Executor
 from server.store import interrupts
 from server.store import runs as store
-from server.store.db import connect
+from server.store.db import connect, direct_pool
 
 log = logging.getLogger("hyphae.worker")
 
@@ -45,6 +46,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._running: dict[str, tuple[store.Lease, asyncio.Task[None]]] = {}
         self._last_expiry = 0.0
+        # Runs still leased to us whose execution stopped because the database failed: claimed again at once.
+        self._orphans: set[str] = set()
 
     def wake(self) -> None:
         """A run was queued in this process: look now instead of at the next poll."""
@@ -85,14 +88,20 @@ class Worker:
 
     async def _claim(self, free: int) -> int:
         await self._expire_interrupts()
+        mine = sorted(self._orphans)
         try:
-            async with connect(self.engine) as connection:
-                rows = await store.claim(connection, self.owner, lease_seconds=self.lease_seconds, limit=free)
+            async with direct_pool(self.engine).connection() as connection:
+                rows = await store.claim_direct(
+                    connection, self.owner, lease_seconds=self.lease_seconds, limit=free, mine=mine
+                )
         except Exception:
             log.warning("could not claim runs; will retry", exc_info=True)
             await asyncio.sleep(self.poll_seconds)
             return 0
+        if len(rows) < free:  # every claimable run was taken: the orphans not among them are no longer ours
+            self._orphans.difference_update(mine)
         for row in rows:
+            self._orphans.discard(row.id)
             lease = store.Lease(self.owner, row.org_id, row.id)
             task = asyncio.create_task(self._execute(lease, row))
             self._running[row.id] = (lease, task)
@@ -103,6 +112,11 @@ class Worker:
             await self.executor.execute(lease, row)
         except store.LeaseLost:
             log.info("run %s is no longer ours (cancelled or taken over)", lease.run_id)
+        except Unavailable:
+            # Still leased to us: claimed again (from its last committed step) once the database answers.
+            log.warning("run %s: the database is unreachable; will resume it when it is back", lease.run_id)
+            self._orphans.add(lease.run_id)
+            await asyncio.sleep(self.poll_seconds)  # not a tight loop if the database keeps failing
         except asyncio.CancelledError:
             raise
         except Exception:

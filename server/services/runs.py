@@ -144,9 +144,8 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         """(the run had ended when read, its events after `after_sequence`): status first, then events, so an
         ended run's batch holds its final event."""
         async with tenant(self.engine, org_id) as repo:
-            ended = await store.status(repo, run_id) in store.FINAL
-            rows = await store.events(repo, run_id, after_sequence=after_sequence, limit=EVENT_BATCH)
-        return ended and len(rows) < EVENT_BATCH, rows
+            status, rows = await store.status_and_events(repo, run_id, after_sequence=after_sequence, limit=EVENT_BATCH)
+        return status in store.FINAL and len(rows) < EVENT_BATCH, rows
 
     async def WatchRun(self, request: pb.WatchRunRequest, context: Context) -> AsyncIterator[pb.WatchRunResponse]:
         org_id = auth.org_id()
