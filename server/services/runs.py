@@ -12,7 +12,7 @@ from hyphae.runs.v1 import run_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, Unavailable
 from server.runtime.events import EventHub, Notice, listen_url
 from server.runtime.launch import start_run
 from server.services import Context, timestamp
@@ -152,8 +152,16 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         last = max(request.after_sequence, 0)
         # Subscribed before every read, so a notice of an event the read missed is waiting in the queue.
         async with self.events.subscribe(org_id, request.run_id) as subscription:
+            first = True
             while True:
-                ended, rows = await self._run_events(org_id, request.run_id, last)  # NOT_FOUND before streaming
+                try:
+                    ended, rows = await self._run_events(org_id, request.run_id, last)  # NOT_FOUND before streaming
+                except Unavailable:
+                    if first:
+                        raise
+                    await subscription.wait()  # the database is away: the stream waits, and reads again
+                    continue
+                first = False
                 for row in rows:
                     last = row.sequence
                     yield pb.WatchRunResponse(event=event_proto(row), sequence=row.sequence)
@@ -177,7 +185,14 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             subscription.take_missed()  # nothing before `since` is ours to deliver
             while True:
                 notices = await subscription.wait()
-                rows = await self._org_events(org_id, notices, seen, since if subscription.take_missed() else None)
+                missed = subscription.take_missed()
+                if not notices and not missed:
+                    continue
+                try:
+                    rows = await self._org_events(org_id, notices, seen, since if missed else None)
+                except Unavailable:  # the database is away: catch up from the table once it answers
+                    subscription.missed = True
+                    continue
                 for row in rows:
                     if row.sequence <= seen.get(row.run_id, (0, since))[0]:
                         continue
