@@ -109,6 +109,11 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             _unit_of_work.reset(token)
 
 
+def in_unit_of_work() -> bool:
+    """Whether a unit of work is open (its writes must join it, not commit on their own)."""
+    return _unit_of_work.get() is not None
+
+
 async def ping(engine: AsyncEngine) -> None:
     """One round trip to the database (readiness)."""
     async with connect(engine) as connection:

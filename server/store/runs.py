@@ -130,32 +130,6 @@ async def events(repo: TenantRepository, run_id: str, *, after_sequence: int, li
     return list((await repo.connection.execute(query)).all())
 
 
-async def status_and_events(
-    repo: TenantRepository, run_id: str, *, after_sequence: int, limit: int
-) -> tuple[str, list[sa.Row[Any]]]:
-    """The run's status and its events after `after_sequence`, in order, read in one statement (one snapshot: when
-    the status is final, the final event is among the events)."""
-    joined = runs.outerjoin(
-        run_events,
-        sa.and_(
-            run_events.c.org_id == runs.c.org_id,
-            run_events.c.run_id == runs.c.id,
-            run_events.c.sequence > after_sequence,
-        ),
-    )
-    query = (
-        repo.select(runs, runs.c.id == run_id)
-        .with_only_columns(runs.c.status, *run_events.c)
-        .select_from(joined)
-        .order_by(run_events.c.sequence)
-        .limit(limit)
-    )
-    rows = list((await repo.connection.execute(query)).all())
-    if not rows:
-        raise NotFound(f"run {run_id!r} not found")
-    return str(rows[0].status), [row for row in rows if row.sequence is not None]
-
-
 async def clock(repo: TenantRepository) -> Any:
     """The database's now() (event timestamps come from that clock)."""
     return (await repo.connection.execute(sa.select(sa.func.now()))).scalar_one()
@@ -506,3 +480,72 @@ async def commit(
     row = await cursor.fetchone()
     if row is None or not row[0]:
         raise LeaseLost(lease.run_id)
+
+
+# --- the API's hot path, outside any unit of work: one statement each, on a DirectPool connection -----------------
+# Both name the org explicitly, like the worker statements (TenantRepository needs a SQLAlchemy connection).
+
+_CREATE = """
+WITH run AS (
+    INSERT INTO runs (org_id, id, workflow_id, workflow_name, workflow_version, definition, status, input, context)
+    SELECT org_id, %(run)s, id, name, version, definition, 'running', %(input)s, %(context)s
+    FROM workflows WHERE org_id = %(org)s AND id = %(workflow)s
+    RETURNING org_id, id
+), event AS (
+    INSERT INTO run_events (org_id, run_id, sequence, type, data)
+    SELECT org_id, id, 1, 'workflow_run_started', %(data)s FROM run
+    RETURNING sequence
+)
+SELECT pg_notify('hyphae_run_events', %(org)s || chr(31) || %(run)s || chr(31) || sequence) FROM event
+"""
+
+
+async def create_direct(
+    connection: psycopg.AsyncConnection[Any],
+    org_id: str,
+    workflow_id: str,
+    *,
+    run_id: str,
+    input_raw: str,
+    context_raw: str,
+) -> None:
+    """Like `create` for a workflow read in the same statement (its own transaction); NotFound if it is not the
+    org's."""
+    params = {
+        "org": org_id,
+        "workflow": workflow_id,
+        "run": run_id,
+        "input": input_raw,
+        "context": context_raw,
+        "data": json.dumps({"workflow_id": workflow_id}, separators=(",", ":")),
+    }
+    cursor = await connection.execute(_CREATE, params)
+    if await cursor.fetchone() is None:
+        raise NotFound(f"workflow {workflow_id!r} not found")
+
+
+_STATUS_AND_EVENTS = """
+SELECT r.status, e.run_id, e.sequence, e.type, e.data, e.created_at
+FROM runs AS r
+LEFT JOIN LATERAL (
+    SELECT run_id, sequence, type, data, created_at FROM run_events
+    WHERE org_id = r.org_id AND run_id = r.id AND sequence > %(after)s
+    ORDER BY sequence LIMIT %(limit)s
+) AS e ON true
+WHERE r.org_id = %(org)s AND r.id = %(run)s
+ORDER BY e.sequence
+"""
+
+
+async def status_and_events(
+    connection: psycopg.AsyncConnection[Any], org_id: str, run_id: str, *, after_sequence: int, limit: int
+) -> tuple[str, list[Any]]:
+    """The run's status and its events after `after_sequence`, in order, in one statement (one snapshot: when the
+    status is final, the final event is among the events); NotFound for a run of another org."""
+    params = {"org": org_id, "run": run_id, "after": after_sequence, "limit": limit}
+    async with connection.cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(_STATUS_AND_EVENTS, params)
+        rows: list[Any] = await cursor.fetchall()
+    if not rows:
+        raise NotFound(f"run {run_id!r} not found")
+    return str(rows[0].status), [row for row in rows if row.sequence is not None]
