@@ -177,8 +177,13 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                 if ended or (caught_up and request.stop_when_caught_up):
                     return
                 if caught_up:
-                    await subscription.wait()
-                    subscription.take_missed()  # the read that follows is the catch-up
+                    while True:
+                        notices = await subscription.wait()
+                        missed = subscription.take_missed()  # the read that follows is the catch-up
+                        # Notices of events already delivered (their NOTIFY came after our read) need no read; a
+                        # timeout ([]) does, as it heals a lost notification.
+                        if missed or not notices or max(notice.sequence for notice in notices) > last:
+                            break
 
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: Context
