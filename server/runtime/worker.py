@@ -91,7 +91,7 @@ class Worker:
         mine = sorted(self._orphans)
         try:
             async with direct_pool(self.engine).connection() as connection:
-                rows = await store.claim_direct(
+                rows = await store.claim(
                     connection, self.owner, lease_seconds=self.lease_seconds, limit=free, mine=mine
                 )
         except Exception:

@@ -159,30 +159,6 @@ class Lease:
     run_id: str
 
 
-async def claim(connection: AsyncConnection, owner: str, *, lease_seconds: float, limit: int) -> list[sa.Row[Any]]:
-    """Runnable runs (running, and unleased or with an expired lease), oldest first, now leased to `owner`."""
-    candidates = (
-        sa.select(runs.c.org_id, runs.c.id)
-        .where(
-            runs.c.status == "running",
-            sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < sa.func.now()),
-        )
-        .order_by(runs.c.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("candidates")
-    )
-    statement = (
-        sa.update(runs)
-        .where(runs.c.org_id == candidates.c.org_id, runs.c.id == candidates.c.id)
-        .values(
-            lease_owner=owner, lease_expires_at=sa.func.now() + sa.text(f"interval '{float(lease_seconds)} seconds'")
-        )
-        .returning(runs)
-    )
-    return list((await connection.execute(statement)).all())
-
-
 def _fenced(lease: Lease) -> list[sa.ColumnElement[bool]]:
     return [
         runs.c.org_id == lease.org_id,
@@ -404,11 +380,12 @@ class StepResult:
     started: bool  # its row was written (with its idempotency key) before a side effect
 
 
-async def claim_direct(
+async def claim(
     connection: psycopg.AsyncConnection[Any], owner: str, *, lease_seconds: float, limit: int, mine: list[str]
 ) -> list[Any]:
-    """Like `claim`, in one statement; also re-takes `mine`, runs this owner still leases but stopped executing
-    (the database failed under them), without waiting for their lease to expire."""
+    """Runnable runs (running, and unleased or with an expired lease), oldest first, now leased to `owner`; also
+    `mine`, runs this owner still leases but stopped executing (the database failed under them), without waiting
+    for their lease to expire."""
     async with connection.cursor(row_factory=namedtuple_row) as cursor:
         await cursor.execute(_CLAIM, {"owner": owner, "mine": mine, "limit": limit, "lease": float(lease_seconds)})
         return await cursor.fetchall()
