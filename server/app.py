@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 
 import grpc
@@ -72,7 +72,7 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 async def build_grpc_server(
-    engine: AsyncEngine, settings: Settings, box: SecretBox, address: str, wake_workers: Callable[[], None]
+    engine: AsyncEngine, settings: Settings, box: SecretBox, address: str, worker: Worker
 ) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
     limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -98,8 +98,8 @@ async def build_grpc_server(
     action_service_pb2_grpc.add_ActionServiceServicer_to_server(ActionService(engine), server)
     org_config_service_pb2_grpc.add_OrgConfigServiceServicer_to_server(OrgConfigService(engine, box), server)
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayService(engine, authenticator), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, wake_workers), server)
-    approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(engine, wake_workers), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, worker), server)
+    approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(engine, worker.wake), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -179,7 +179,7 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
         await check_secret_keys(engine, box)
         async with worker_running(settings, engine, box) as worker:
             grpc_server, port = await build_grpc_server(
-                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker.wake
+                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker
             )
             await grpc_server.start()
             housekeeping = asyncio.create_task(purge_idempotency_keys(engine))

@@ -33,13 +33,26 @@ async def start_run(repo: TenantRepository, workflow_id: str, input_value: dict[
 
 
 async def start_run_direct(
-    engine: AsyncEngine, org_id: str, workflow_id: str, input_value: dict[str, Any], input_raw: str
-) -> str:
+    engine: AsyncEngine,
+    org_id: str,
+    workflow_id: str,
+    input_value: dict[str, Any],
+    input_raw: str,
+    *,
+    lease_owner: str | None = None,
+    lease_seconds: float = 0.0,
+) -> Any:
     """`start_run` as one statement in its own transaction (the execute API's hot path, outside a unit of work):
-    the same run and first event; returns the run id."""
+    the same run and first event, leased to `lease_owner` when given; returns the run's row."""
     run_id, context_raw = _new_run(input_value)
     async with direct_pool(engine).connection() as connection:
-        await run_store.create_direct(
-            connection, org_id, workflow_id, run_id=run_id, input_raw=input_raw, context_raw=context_raw
+        return await run_store.create_direct(
+            connection,
+            org_id,
+            workflow_id,
+            run_id=run_id,
+            input_raw=input_raw,
+            context_raw=context_raw,
+            lease_owner=lease_owner,
+            lease_seconds=lease_seconds,
         )
-    return run_id

@@ -48,19 +48,42 @@ class Worker:
         self._last_expiry = 0.0
         # Runs still leased to us whose execution stopped because the database failed: claimed again at once.
         self._orphans: set[str] = set()
+        self._reserved = 0  # slots promised to runs being created in this process (`reserve`)
+        self._active = False
 
     def wake(self) -> None:
         """A run was queued in this process: look now instead of at the next poll."""
         self._wake.set()
 
+    def reserve(self) -> str | None:
+        """A slot for a run this process is about to create: the owner to insert it leased to (so it needs no
+        claim), or None when the worker is not running or every slot is taken. Always followed by `adopt`."""
+        if not self._active or len(self._running) + self._reserved >= self.concurrency:
+            return None
+        self._reserved += 1
+        return self.owner
+
+    def adopt(self, row: Any | None) -> None:
+        """The reserved slot's run, committed leased to this worker, starts now (None: no run was created)."""
+        self._reserved -= 1
+        if row is None or not self._active:  # not created, or stopping: its lease expires, another worker resumes it
+            self._wake.set()
+            return
+        self._start(store.Lease(self.owner, row.org_id, row.id), row)
+
+    def _start(self, lease: store.Lease, row: Any) -> None:
+        task = asyncio.create_task(self._execute(lease, row))
+        self._running[row.id] = (lease, task)
+
     async def run(self, stop: asyncio.Event) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        self._active = True
         try:
             while not stop.is_set():
                 # Cleared before claiming: a run queued (or a slot freed) while we claim sets it again, so the wait
                 # below returns at once instead of sleeping until the next poll.
                 self._wake.clear()
-                free = self.concurrency - len(self._running)
+                free = self.concurrency - len(self._running) - self._reserved
                 claimed = await self._claim(free) if free > 0 else 0
                 if free <= 0 or claimed < free:
                     waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -68,6 +91,7 @@ class Worker:
                     for waiting in waits:
                         waiting.cancel()
         finally:
+            self._active = False
             heartbeat.cancel()
             tasks = [task for _, task in self._running.values()]
             for task in tasks:  # leases expire and another worker resumes these runs from their last step
@@ -102,9 +126,7 @@ class Worker:
             self._orphans.difference_update(mine)
         for row in rows:
             self._orphans.discard(row.id)
-            lease = store.Lease(self.owner, row.org_id, row.id)
-            task = asyncio.create_task(self._execute(lease, row))
-            self._running[row.id] = (lease, task)
+            self._start(store.Lease(self.owner, row.org_id, row.id), row)
         return len(rows)
 
     async def _execute(self, lease: store.Lease, row: Any) -> None:

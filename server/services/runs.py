@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from server import auth, jsonvalue
 from server.errors import InvalidArgument, Unavailable
 from server.runtime.events import EventHub, Notice, listen_url
 from server.runtime.launch import start_run, start_run_direct
+from server.runtime.worker import Worker
 from server.services import Context, timestamp
 from server.store import pagination, tenant
 from server.store import runs as store
@@ -101,9 +102,10 @@ ORG_CATCH_UP = timedelta(minutes=5)
 
 
 class RunService(run_service_pb2_grpc.RunServiceServicer):
-    def __init__(self, engine: AsyncEngine, wake_workers: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, engine: AsyncEngine, worker: Worker | None = None) -> None:
         self.engine = engine
-        self.wake_workers = wake_workers
+        # This process's worker, if it runs one: a new run goes straight to it when it has a free slot.
+        self.worker = worker
         # Started on the first stream, closed a few seconds after the last one ends.
         self.events = EventHub(listen_url(engine))
 
@@ -111,14 +113,35 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         value = jsonvalue.parse(request.input, "input")
         if not isinstance(value, dict):
             raise InvalidArgument('must be a JSON object: the body is {"input": {...}}', field="input")
+        worker = self.worker
         if in_unit_of_work():  # an Idempotency-Key: the run commits with the stored answer
             async with tenant(self.engine, auth.org_id()) as repo:
                 workflow, run_id = await start_run(repo, request.workflow_id, value, request.input.raw)
             workflow_id = workflow.id
+            if worker is not None:
+                worker.wake()
         else:
-            run_id = await start_run_direct(self.engine, auth.org_id(), request.workflow_id, value, request.input.raw)
-            workflow_id = request.workflow_id
-        self.wake_workers()
+            # Inserted already leased to this process's worker when it has a slot free: it starts the run at once,
+            # without a claim (the lease makes it as recoverable as a claimed run).
+            owner = worker.reserve() if worker is not None else None
+            row = None
+            try:
+                row = await start_run_direct(
+                    self.engine,
+                    auth.org_id(),
+                    request.workflow_id,
+                    value,
+                    request.input.raw,
+                    lease_owner=owner,
+                    lease_seconds=worker.lease_seconds if worker is not None else 0.0,
+                )
+            finally:
+                if worker is not None:
+                    if owner is not None:
+                        worker.adopt(row)
+                    else:
+                        worker.wake()
+            run_id, workflow_id = row.id, row.workflow_id
         return pb.ExecuteWorkflowResponse(run_id=run_id, status=run_pb2.RUN_STATUS_RUNNING, workflow_id=workflow_id)
 
     async def GetRunStatus(self, request: pb.GetRunStatusRequest, context: Context) -> pb.GetRunStatusResponse:

@@ -464,16 +464,20 @@ async def commit(
 
 _CREATE = """
 WITH run AS (
-    INSERT INTO runs (org_id, id, workflow_id, workflow_name, workflow_version, definition, status, input, context)
-    SELECT org_id, %(run)s, id, name, version, definition, 'running', %(input)s, %(context)s
+    INSERT INTO runs (org_id, id, workflow_id, workflow_name, workflow_version, definition, status, input, context,
+        lease_owner, lease_expires_at)
+    SELECT org_id, %(run)s, id, name, version, definition, 'running', %(input)s, %(context)s, %(owner)s::text,
+        CASE WHEN %(owner)s::text IS NULL THEN NULL ELSE now() + make_interval(secs => %(lease)s) END
     FROM workflows WHERE org_id = %(org)s AND id = %(workflow)s
-    RETURNING org_id, id
+    RETURNING *
 ), event AS (
     INSERT INTO run_events (org_id, run_id, sequence, type, data)
     SELECT org_id, id, 1, 'workflow_run_started', %(data)s FROM run
     RETURNING sequence
 )
-SELECT pg_notify('hyphae_run_events', %(org)s || chr(31) || %(run)s || chr(31) || sequence) FROM event
+SELECT * FROM run
+WHERE (SELECT count(pg_notify('hyphae_run_events', %(org)s || chr(31) || %(run)s || chr(31) || sequence)) FROM event)
+    = 1
 """
 
 
@@ -485,9 +489,12 @@ async def create_direct(
     run_id: str,
     input_raw: str,
     context_raw: str,
-) -> None:
+    lease_owner: str | None = None,
+    lease_seconds: float = 0.0,
+) -> Any:
     """Like `create` for a workflow read in the same statement (its own transaction); NotFound if it is not the
-    org's."""
+    org's. With `lease_owner` the run is inserted already leased to that worker (which then runs it without a
+    claim). Returns the run's row."""
     params = {
         "org": org_id,
         "workflow": workflow_id,
@@ -495,10 +502,15 @@ async def create_direct(
         "input": input_raw,
         "context": context_raw,
         "data": json.dumps({"workflow_id": workflow_id}, separators=(",", ":")),
+        "owner": lease_owner,
+        "lease": float(lease_seconds),
     }
-    cursor = await connection.execute(_CREATE, params)
-    if await cursor.fetchone() is None:
+    async with connection.cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(_CREATE, params)
+        row = await cursor.fetchone()
+    if row is None:
         raise NotFound(f"workflow {workflow_id!r} not found")
+    return row
 
 
 _STATUS_AND_EVENTS = """
