@@ -94,7 +94,13 @@ HYPHAE_CODE_PATH: list[tuple[str, str, str, str]] = [
         "write",
         "one statement: read the workflow, insert the run and event 1, NOTIFY (autocommit, server/store/runs.py)",
     ),
-    ("claim", "1 per worker wake-up", "write", "one UPDATE ... SKIP LOCKED of up to the free slots, shared"),
+    (
+        "claim",
+        "0 or 1 per worker wake-up",
+        "write",
+        "none when execute hands the run to the in-process worker (a free slot: inserted leased to it); else one "
+        "UPDATE ... SKIP LOCKED of up to the free slots, shared",
+    ),
     ("(empty claim)", "when a wake-up finds nothing", "read", "a claim that takes no run (idle poll: 1/s)"),
     ("registered actions", "0 here", "read", "read once per run, and only when a step is a registered action"),
     ("start_step", "0 here", "write", "only before a side effect (http, llm, db, loop): the attempt and its key"),
@@ -962,7 +968,8 @@ class Report:
         return (
             f"Measured without observers: {c.engine_per_run:.2f} xact_commit/run = 2 (execute, commit) + "
             f"{c.engine_per_run - 2:.2f} claims and idle polls, of which {c.writes_per_run:.2f} wrote = 2 + "
-            f"{c.writes_per_run - 2:.2f} claims that took a run (a claim often takes several)."
+            f"{c.writes_per_run - 2:.2f} claims that took a run (none for a run handed over at execute; a claim "
+            "often takes several)."
         )
 
     def breakdown(self) -> str:
