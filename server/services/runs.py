@@ -170,7 +170,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         return pb.CancelRunResponse(run=run_proto(row, steps))
 
     async def _run_events(self, org_id: str, run_id: str, after_sequence: int) -> tuple[bool, list[Any]]:
-        """(the run had ended when read, its events after `after_sequence`): status first, then events, so an
+        """(the run had ended when read, its events after `after_sequence`): one statement, one snapshot, so an
         ended run's batch holds its final event."""
         async with direct_pool(self.engine).connection() as connection:
             status, rows = await store.status_and_events(
