@@ -49,10 +49,14 @@ class Worker:
         # Runs still leased to us whose execution stopped because the database failed: claimed again at once.
         self._orphans: set[str] = set()
         self._reserved = 0  # slots promised to runs being created in this process (`reserve`)
+        # Runs may be waiting for a slot (a wake-up, or a claim that filled every free slot): a slot that frees up
+        # claims at once. Otherwise it waits for a wake-up or the poll (runs created here are handed over directly).
+        self._backlog = False
         self._active = False
 
     def wake(self) -> None:
         """A run was queued in this process: look now instead of at the next poll."""
+        self._backlog = True
         self._wake.set()
 
     def reserve(self) -> str | None:
@@ -84,7 +88,12 @@ class Worker:
                 # below returns at once instead of sleeping until the next poll.
                 self._wake.clear()
                 free = self.concurrency - len(self._running) - self._reserved
-                claimed = await self._claim(free) if free > 0 else 0
+                claimed = 0
+                if free > 0:
+                    self._backlog = False  # a wake-up during the claim sets it again
+                    claimed = await self._claim(free)
+                    if claimed >= free:
+                        self._backlog = True  # more runs may be waiting for a slot
                 if free <= 0 or claimed < free:
                     waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
                     await asyncio.wait(waits, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -145,7 +154,8 @@ class Worker:
             log.exception("run %s: unexpected error; its lease will expire and another worker will retry", lease.run_id)
         finally:
             self._running.pop(lease.run_id, None)
-            self._wake.set()  # a slot is free: claim the next queued run now
+            if self._backlog or self._orphans:
+                self._wake.set()  # a slot is free and runs may be waiting: claim now
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
