@@ -972,6 +972,30 @@ class Report:
             "often takes several)."
         )
 
+    def target_note(self) -> str:
+        """What the 2x target asks of the CPU, from the best rows' own costs."""
+        h1, d1 = self.best(self.hyphae, 1), self.best(self.dbos, 1)
+        if not (h1.runs and d1.rate):
+            return ""
+        cores = os.cpu_count() or 1
+        goal = TARGET_RATIO * d1.rate
+        total = sum(h1.per_run_ms(x) for x in (h1.server_cpu, h1.postgres_cpu, h1.client_cpu))
+        return (
+            f"The {TARGET_RATIO:g}x target means {goal:.0f} runs/s here. Client, `hyphae serve` and Postgres together "
+            f"spend {total:.2f} ms of CPU per 1-step run, so {cores} fully busy cores would give at most "
+            f"{1000 * cores / total:.0f} runs/s, and `hyphae serve` alone (one event loop) at most "
+            f"{1000 / h1.per_run_ms(h1.server_cpu) if h1.server_cpu else 0:.0f}. At {goal:.0f} runs/s the whole run "
+            f"would have to fit in {1000 * cores / goal:.2f} ms of CPU. DBOS is a library called in its own process; "
+            "a Hyphae run is two gRPC calls (ExecuteWorkflow, then a WatchRun stream of three events) through the "
+            "Gatekeeper interceptor, two write statements and one or two reads."
+            + (
+                " Under cProfile (below) what remains is mostly the asyncio loop and gRPC's Cython callbacks (the "
+                "`Context.run` line), not Hyphae's code or its SQL."
+                if self.profile is not None
+                else ""
+            )
+        )
+
     def breakdown(self) -> str:
         h1 = self.best(self.hyphae, 1)
         if not h1.breakdown_ms:
@@ -1084,6 +1108,8 @@ of one core (one event loop runs the API, the workers and the asyncio Postgres d
 {1000 / cpu_engine if cpu_engine else 0:.0f} runs/s at this cost); Postgres {cpu_pg:.2f} ms; client {cpu_client:.2f} ms.
 DBOS: {d1.per_run_ms(d1.server_cpu):.2f} ms in its process (client included), Postgres
 {d1.per_run_ms(d1.postgres_cpu):.2f} ms.
+
+{self.target_note()}
 
 Transactions of one run, by kind, from the code path (server/services/runs.py, server/runtime/worker.py and
 executor.py, server/store/runs.py): 2 + claims on the engine side, each ONE statement in autocommit on a direct
