@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -76,7 +77,8 @@ class Worker:
         self._start(store.Lease(self.owner, row.org_id, row.id), row)
 
     def _start(self, lease: store.Lease, row: Any) -> None:
-        task = asyncio.create_task(self._execute(lease, row))
+        # A fresh context: a run handed over by an API call must not inherit that request's (principal, unit of work).
+        task = asyncio.create_task(self._execute(lease, row), context=contextvars.Context())
         self._running[row.id] = (lease, task)
 
     async def run(self, stop: asyncio.Event) -> None:
