@@ -88,20 +88,34 @@ DEFINITIONS: dict[int, dict[str, Any]] = {
 # Postgres transactions of one Hyphae run, by kind, read from the code path (server/services/runs.py,
 # server/runtime/worker.py, server/runtime/executor.py); checked against the measured total in the report.
 HYPHAE_CODE_PATH: list[tuple[str, str, str, str]] = [
-    ("ExecuteWorkflow", "1", "write", "read the workflow, insert the run and event 1, NOTIFY x2"),
-    ("claim", "1 per worker wake-up", "write", "UPDATE ... SKIP LOCKED of up to the free slots, shared by the runs"),
-    ("(claim again)", "after each non-empty claim", "read", "the worker loops until a claim finds nothing"),
-    ("registered actions", "1", "read", "the executor reads the org's actions before the first step"),
-    ("start_step", "1 per step", "write", "lock the run (lease fence), insert the step row before any side effect"),
-    ("finish_step + advance", "1 per step", "write", "lock the run, step result, event, NOTIFY, context"),
-    ("finish", "1", "write", "lock the run, final status, event, NOTIFY"),
+    (
+        "ExecuteWorkflow",
+        "1",
+        "write",
+        "one statement: read the workflow, insert the run and event 1, NOTIFY (autocommit, server/store/runs.py)",
+    ),
+    (
+        "claim",
+        "0 or 1 per worker wake-up",
+        "write",
+        "none when execute hands the run to the in-process worker (a free slot: inserted leased to it); else one "
+        "UPDATE ... SKIP LOCKED of up to the free slots, shared",
+    ),
+    ("(empty claim)", "when a wake-up finds nothing", "read", "a claim that takes no run (idle poll: 1/s)"),
+    ("registered actions", "0 here", "read", "read once per run, and only when a step is a registered action"),
+    ("start_step", "0 here", "write", "only before a side effect (http, llm, db, loop): the attempt and its key"),
+    (
+        "commit (step + run)",
+        "1 per step",
+        "write",
+        "one statement: fenced run update (context and next step, or final status), step row, events, NOTIFY",
+    ),
     (
         "WatchRun (client side)",
         "1 per wake-up",
         "read",
-        "status + events after the last one, at subscribe and per NOTIFY",
+        "one statement: status + events after the last one, at subscribe and per NOTIFY of a new event",
     ),
-    ("pool pre-ping", "1 per transaction", "(none)", "`;` in autocommit at each pool checkout; Postgres counts it"),
 ]
 
 
@@ -951,11 +965,35 @@ class Report:
         c = self.commits_of("Hyphae", unobserved=True)
         if c is None or c.engine_per_run is None:
             return ""
-        transactions = c.engine_per_run / 2  # every transaction is preceded by its pool checkout's pre-ping
         return (
-            f"Measured without observers: {c.engine_per_run:.2f} xact_commit/run = 2 x {transactions:.2f} "
-            f"transactions = 2 x (5 + {transactions - 5:.2f} claims), of which {c.writes_per_run:.2f} wrote = 4 + "
-            f"{c.writes_per_run - 4:.2f} claims that took a run (idle polling included)."
+            f"Measured without observers: {c.engine_per_run:.2f} xact_commit/run = 2 (execute, commit) + "
+            f"{c.engine_per_run - 2:.2f} claims and idle polls, of which {c.writes_per_run:.2f} wrote = 2 + "
+            f"{c.writes_per_run - 2:.2f} claims that took a run (none for a run handed over at execute; a claim "
+            "often takes several)."
+        )
+
+    def target_note(self) -> str:
+        """What the 2x target asks of the CPU, from the best rows' own costs."""
+        h1, d1 = self.best(self.hyphae, 1), self.best(self.dbos, 1)
+        if not (h1.runs and d1.rate):
+            return ""
+        cores = os.cpu_count() or 1
+        goal = TARGET_RATIO * d1.rate
+        total = sum(h1.per_run_ms(x) for x in (h1.server_cpu, h1.postgres_cpu, h1.client_cpu))
+        return (
+            f"The {TARGET_RATIO:g}x target means {goal:.0f} runs/s here. Client, `hyphae serve` and Postgres together "
+            f"spend {total:.2f} ms of CPU per 1-step run, so {cores} fully busy cores would give at most "
+            f"{1000 * cores / total:.0f} runs/s, and `hyphae serve` alone (one event loop) at most "
+            f"{1000 / h1.per_run_ms(h1.server_cpu) if h1.server_cpu else 0:.0f}. At {goal:.0f} runs/s the whole run "
+            f"would have to fit in {1000 * cores / goal:.2f} ms of CPU. DBOS is a library called in its own process; "
+            "a Hyphae run is two gRPC calls (ExecuteWorkflow, then a WatchRun stream of three events) through the "
+            "Gatekeeper interceptor, two write statements and one or two reads."
+            + (
+                " Under cProfile (below) what remains is mostly the asyncio loop and gRPC's Cython callbacks (the "
+                "`Context.run` line), not Hyphae's code or its SQL."
+                if self.profile is not None
+                else ""
+            )
         )
 
     def breakdown(self) -> str:
@@ -979,11 +1017,9 @@ class Report:
             f"{m.config}: {m.breakdown_ms['queued (run row -> first step starts)']:.0f} ms queued" for m in rows
         )
         return (
-            f"With fewer workers than runs in flight, runs wait in the queue ({queued}, mean): a worker whose "
-            "slots are all busy sleeps 50 ms, then clears its wake-up flag (dropping the executes that arrived "
-            "meanwhile) and waits for the next execute or its 1 s poll; a finished run does not wake it "
-            "(server/runtime/worker.py). Once every run in flight is queued or running the client sends no new "
-            "execute, so freed slots stay empty until that poll."
+            f"With fewer workers than runs in flight, runs wait in the queue ({queued}, mean): a worker runs at most "
+            "`HYPHAE_WORKERS` runs at a time; a run that ends frees its slot and wakes the worker, which claims the "
+            "oldest queued runs at once (server/runtime/worker.py)."
         )
 
     def section(self) -> str:
@@ -1053,8 +1089,9 @@ Measured {now} by `{command}`.
 
 Batches of {args.commit_runs} 1-step runs, on the best 1-step configuration. `xact_commit`: of the engine's scratch
 database (`pg_stat_database`), read {args.settle:g} s after the batch, since Postgres publishes an idle backend's
-counters only after 10 s; it counts read-only transactions too, and **both engines' SQLAlchemy pools send a pre-ping
-(`;`, in autocommit) at every checkout, which Postgres counts as one more committed transaction**. `write
+counters only after 10 s; it counts read-only transactions too (DBOS's SQLAlchemy pool sends a pre-ping, `;` in
+autocommit, at every checkout, which Postgres counts as one more committed transaction; Hyphae's hot path sends
+each transaction as one autocommit statement, without pre-ping). `write
 transactions`: transaction ids assigned on the whole server during the batch, less the rate measured in the
 {Stats.IDLE_SECONDS:g} s before it: the commits that write (and flush) WAL. Hyphae's first batch runs like the
 rows above, so it includes the client's observation: {observed_cost} Its second batch paces executes at 80% of
@@ -1072,9 +1109,11 @@ of one core (one event loop runs the API, the workers and the asyncio Postgres d
 DBOS: {d1.per_run_ms(d1.server_cpu):.2f} ms in its process (client included), Postgres
 {d1.per_run_ms(d1.postgres_cpu):.2f} ms.
 
+{self.target_note()}
+
 Transactions of one run, by kind, from the code path (server/services/runs.py, server/runtime/worker.py and
-executor.py, server/store/db.py): 5 + claims on the engine side (4 + the claims that take runs write), each one
-preceded by a pre-ping, plus WatchRun's reads. {self.reconcile()}
+executor.py, server/store/runs.py): 2 + claims on the engine side, each ONE statement in autocommit on a direct
+psycopg connection (server/store/db.py `DirectPool`), plus WatchRun's reads. {self.reconcile()}
 
 {code_path_table()}
 {profile}

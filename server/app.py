@@ -52,7 +52,7 @@ from server.services.workflows import WorkflowService
 from server.store import idempotency
 from server.store import knowledge as knowledge_store
 from server.store import org_config as org_config_store
-from server.store.db import connect, create_engine, ensure_database
+from server.store.db import connect, create_engine, dispose, ensure_database
 
 log = logging.getLogger("hyphae")
 SERVICES = [
@@ -93,7 +93,7 @@ async def build_grpc_server(
     settings: Settings,
     box: SecretBox,
     address: str,
-    wake_workers: Callable[[], None],
+    worker: Worker,
     wake_generator: Callable[[], None] = lambda: None,
     indexer: Indexer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
@@ -121,8 +121,8 @@ async def build_grpc_server(
     action_service_pb2_grpc.add_ActionServiceServicer_to_server(ActionService(engine), server)
     org_config_service_pb2_grpc.add_OrgConfigServiceServicer_to_server(OrgConfigService(engine, box), server)
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayService(engine, authenticator), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, wake_workers), server)
-    approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(engine, wake_workers), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, worker), server)
+    approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(engine, worker.wake), server)
     document_service_pb2_grpc.add_DocumentServiceServicer_to_server(
         DocumentService(
             engine,
@@ -136,7 +136,7 @@ async def build_grpc_server(
     )
     table_service_pb2_grpc.add_TableServiceServicer_to_server(TableService(engine), server)
     ai_service_pb2_grpc.add_AiServiceServicer_to_server(AiService(engine, wake_generator), server)
-    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(engine, wake_workers), server)
+    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(engine, worker.wake), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -271,7 +271,7 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
             running_indexer(Indexer(engine, blobs, embedder)) as indexer,
         ):
             grpc_server, port = await build_grpc_server(
-                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker.wake, generator.wake, indexer
+                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker, generator.wake, indexer
             )
             await grpc_server.start()
             housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
@@ -283,7 +283,7 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
                 expiry.cancel()
                 await grpc_server.stop(grace=5)
     finally:
-        await engine.dispose()
+        await dispose(engine)
 
 
 @contextlib.asynccontextmanager
@@ -298,4 +298,4 @@ async def worker_only(settings: Settings, database_url: str) -> AsyncIterator[Wo
         async with worker_running(busy, engine, box, embedder) as worker, generator_running(busy, engine, box):
             yield worker
     finally:
-        await engine.dispose()
+        await dispose(engine)

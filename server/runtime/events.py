@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.store.db import libpq_url
+
 log = logging.getLogger("hyphae.events")
 
 CHANNEL = "hyphae_run_events"
@@ -79,7 +81,7 @@ class Subscription:
 
 def listen_url(engine: AsyncEngine) -> str:
     """The engine's database as a libpq URL (without SQLAlchemy's `+psycopg` driver suffix)."""
-    return str(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+    return libpq_url(engine)
 
 
 class EventHub:

@@ -27,10 +27,11 @@ from server.blobstore import BlobStore
 from server.crypto import Sealed, SecretBox, config_context
 from server.domain import dsl, evaluate, matcher
 from server.domain.knowledge import Embedder
+from server.errors import Unavailable
 from server.runtime import agent, documents, llm, outbound, table_step
 from server.store import TenantRepository, interrupts, loop_items
 from server.store import runs as store
-from server.store.db import connect
+from server.store.db import connect, direct_pool
 from server.store.tables import actions as actions_table
 from server.store.tables import org_config
 
@@ -114,9 +115,9 @@ class Executor:
         self.embedder = embedder  # knowledge_search (agents): None = full text + trigrams
 
     async def execute(self, lease: store.Lease, row: Any) -> None:
-        """Run the steps from `current_step`. Per step one transaction commits its result, the context and its
-        event (plus, for a step with a side effect, one before it records the attempt and its idempotency key);
-        the last step's transaction also completes the run."""
+        """Run the steps from `current_step`. Per step one statement (its own transaction) commits its result, the
+        context and its event (plus, for a step with a side effect, one before it records the attempt and its
+        idempotency key); the last step's statement also completes the run (server/store/runs.commit)."""
         definition = jsonvalue.loads(row.definition)
         context: dict[str, Any] = jsonvalue.loads(row.context)
         steps: list[Any] = definition.get("actions", [])[:MAX_STEPS]
@@ -143,29 +144,41 @@ class Executor:
             if outcome.status == "completed":
                 last_output = outcome.output
             final = outcome.status == "failed" or index == len(steps) - 1
-            async with connect(self.engine) as connection:
-                await store.hold(connection, lease)
-                await self._record_step(connection, lease, index, outcome)
-                event = {"index": index, "type": outcome.step_type, "status": outcome.status}
-                await store.append_event(connection, lease.org_id, lease.run_id, f"step_{outcome.status}", event)
+            step = store.StepResult(
+                index=index,
+                step_type=outcome.step_type,
+                status=outcome.status,
+                output_key=outcome.output_key,
+                output=None if outcome.output is None else dumps(outcome.output),
+                error=outcome.error,
+                on_false=outcome.on_false,
+                started=outcome.started,
+            )
+            events: list[tuple[str, dict[str, Any]]] = [
+                (f"step_{outcome.status}", {"index": index, "type": outcome.step_type, "status": outcome.status})
+            ]
+            async with direct_pool(self.engine).connection() as connection:
                 if not final:
-                    await store.advance(connection, lease, context=dumps(context), current_step=index + 1)
+                    await store.commit(
+                        connection, lease, context=dumps(context), events=events, step=step, current_step=index + 1
+                    )
                     continue
                 failed = outcome.status == "failed"
-                await store.finish(
-                    connection,
-                    lease,
-                    status="failed" if failed else "completed",
-                    context=dumps(context),
-                    output=None if failed or last_output is None else dumps(last_output),
-                    error=f"step {index} ({outcome.step_type}): {outcome.error}" if failed else "",
-                )
-                kind, data = (
+                events.append(
                     ("workflow_run_failed", {"error": outcome.error})
                     if failed
                     else ("workflow_run_completed", {"status": "completed"})
                 )
-                await store.append_event(connection, lease.org_id, lease.run_id, kind, data)
+                await store.commit(
+                    connection,
+                    lease,
+                    context=dumps(context),
+                    events=events,
+                    step=step,
+                    status="failed" if failed else "completed",
+                    output=None if failed or last_output is None else dumps(last_output),
+                    error=f"step {index} ({outcome.step_type}): {outcome.error}" if failed else "",
+                )
                 return
 
     async def _record_step(self, connection: Any, lease: store.Lease, index: int, outcome: Outcome) -> None:
@@ -200,10 +213,16 @@ class Executor:
     async def _finish(
         self, lease: store.Lease, status: str, context: dict[str, Any], output: str | None, error: str, event: str
     ) -> None:
-        async with connect(self.engine) as connection:
-            await store.hold(connection, lease)
-            await store.finish(connection, lease, status=status, context=dumps(context), output=output, error=error)
-            await store.append_event(connection, lease.org_id, lease.run_id, event, {"status": status})
+        async with direct_pool(self.engine).connection() as connection:
+            await store.commit(
+                connection,
+                lease,
+                context=dumps(context),
+                events=[(event, {"status": status})],
+                status=status,
+                output=output,
+                error=error,
+            )
 
     def _condition(self, condition: Any, context: dict[str, Any], path: str) -> bool:
         try:
@@ -226,16 +245,15 @@ class Executor:
             action = await registered.get(step_type)
             if step_type == "loop" or (action is not None and action.kind != action_pb2.ACTION_KIND_MATCHER):
                 # a side effect follows: the attempt and its idempotency key are on record before it
-                async with connect(self.engine) as connection:
-                    await store.hold(connection, lease)
-                    await store.start_step(
+                async with direct_pool(self.engine).connection() as connection:
+                    await store.start_step_direct(
                         connection, lease, index, step_type=step_type, idempotency_key=f"{lease.run_id}:{index}"
                     )
                 started = True
             outcome = await self._run_step(lease, f"{lease.run_id}:{index}", step, step_type, context, registered)
         except (StepFailed, evaluate.EvaluationError, matcher.MatcherError, outbound.OutboundError) as exc:
             return Outcome("failed", step_type, error=str(exc), on_false=on_false, started=started)
-        except store.LeaseLost:
+        except (store.LeaseLost, Unavailable):  # the database failed, not the step: the worker retries the run
             raise
         except Exception:  # a bug, not the step's fault: fail the step rather than retry it forever
             log.exception("run %s step %d (%s) failed unexpectedly", lease.run_id, index, step_type)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,12 +12,14 @@ from hyphae.runs.v1 import run_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, Unavailable
 from server.runtime.events import EventHub, Notice, listen_url
-from server.runtime.launch import start_run
+from server.runtime.launch import start_run, start_run_direct
+from server.runtime.worker import Worker
 from server.services import Context, timestamp
 from server.store import pagination, tenant
 from server.store import runs as store
+from server.store.db import direct_pool, in_unit_of_work
 
 RUN_STATUS = {
     "running": run_pb2.RUN_STATUS_RUNNING,
@@ -100,9 +102,10 @@ ORG_CATCH_UP = timedelta(minutes=5)
 
 
 class RunService(run_service_pb2_grpc.RunServiceServicer):
-    def __init__(self, engine: AsyncEngine, wake_workers: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, engine: AsyncEngine, worker: Worker | None = None) -> None:
         self.engine = engine
-        self.wake_workers = wake_workers
+        # This process's worker, if it runs one: a new run goes straight to it when it has a free slot.
+        self.worker = worker
         # Started on the first stream, closed a few seconds after the last one ends.
         self.events = EventHub(listen_url(engine))
 
@@ -110,10 +113,36 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         value = jsonvalue.parse(request.input, "input")
         if not isinstance(value, dict):
             raise InvalidArgument('must be a JSON object: the body is {"input": {...}}', field="input")
-        async with tenant(self.engine, auth.org_id()) as repo:
-            workflow, run_id = await start_run(repo, request.workflow_id, value, request.input.raw)
-        self.wake_workers()
-        return pb.ExecuteWorkflowResponse(run_id=run_id, status=run_pb2.RUN_STATUS_RUNNING, workflow_id=workflow.id)
+        worker = self.worker
+        if in_unit_of_work():  # an Idempotency-Key: the run commits with the stored answer
+            async with tenant(self.engine, auth.org_id()) as repo:
+                workflow, run_id = await start_run(repo, request.workflow_id, value, request.input.raw)
+            workflow_id = workflow.id
+            if worker is not None:
+                worker.wake()
+        else:
+            # Inserted already leased to this process's worker when it has a slot free: it starts the run at once,
+            # without a claim (the lease makes it as recoverable as a claimed run).
+            owner = worker.reserve() if worker is not None else None
+            row = None
+            try:
+                row = await start_run_direct(
+                    self.engine,
+                    auth.org_id(),
+                    request.workflow_id,
+                    value,
+                    request.input.raw,
+                    lease_owner=owner,
+                    lease_seconds=worker.lease_seconds if worker is not None else 0.0,
+                )
+            finally:
+                if worker is not None:
+                    if owner is not None:
+                        worker.adopt(row)
+                    else:
+                        worker.wake()
+            run_id, workflow_id = row.id, row.workflow_id
+        return pb.ExecuteWorkflowResponse(run_id=run_id, status=run_pb2.RUN_STATUS_RUNNING, workflow_id=workflow_id)
 
     async def GetRunStatus(self, request: pb.GetRunStatusRequest, context: Context) -> pb.GetRunStatusResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
@@ -141,20 +170,29 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         return pb.CancelRunResponse(run=run_proto(row, steps))
 
     async def _run_events(self, org_id: str, run_id: str, after_sequence: int) -> tuple[bool, list[Any]]:
-        """(the run had ended when read, its events after `after_sequence`): status first, then events, so an
+        """(the run had ended when read, its events after `after_sequence`): one statement, one snapshot, so an
         ended run's batch holds its final event."""
-        async with tenant(self.engine, org_id) as repo:
-            ended = await store.status(repo, run_id) in store.FINAL
-            rows = await store.events(repo, run_id, after_sequence=after_sequence, limit=EVENT_BATCH)
-        return ended and len(rows) < EVENT_BATCH, rows
+        async with direct_pool(self.engine).connection() as connection:
+            status, rows = await store.status_and_events(
+                connection, org_id, run_id, after_sequence=after_sequence, limit=EVENT_BATCH
+            )
+        return status in store.FINAL and len(rows) < EVENT_BATCH, rows
 
     async def WatchRun(self, request: pb.WatchRunRequest, context: Context) -> AsyncIterator[pb.WatchRunResponse]:
         org_id = auth.org_id()
         last = max(request.after_sequence, 0)
         # Subscribed before every read, so a notice of an event the read missed is waiting in the queue.
         async with self.events.subscribe(org_id, request.run_id) as subscription:
+            first = True
             while True:
-                ended, rows = await self._run_events(org_id, request.run_id, last)  # NOT_FOUND before streaming
+                try:
+                    ended, rows = await self._run_events(org_id, request.run_id, last)  # NOT_FOUND before streaming
+                except Unavailable:
+                    if first:
+                        raise
+                    await subscription.wait()  # the database is away: the stream waits, and reads again
+                    continue
+                first = False
                 for row in rows:
                     last = row.sequence
                     yield pb.WatchRunResponse(event=event_proto(row), sequence=row.sequence)
@@ -162,8 +200,13 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                 if ended or (caught_up and request.stop_when_caught_up):
                     return
                 if caught_up:
-                    await subscription.wait()
-                    subscription.take_missed()  # the read that follows is the catch-up
+                    while True:
+                        notices = await subscription.wait()
+                        missed = subscription.take_missed()  # the read that follows is the catch-up
+                        # Notices of events already delivered (their NOTIFY came after our read) need no read; a
+                        # timeout ([]) does, as it heals a lost notification.
+                        if missed or not notices or max(notice.sequence for notice in notices) > last:
+                            break
 
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: Context
@@ -178,7 +221,14 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             subscription.take_missed()  # nothing before `since` is ours to deliver
             while True:
                 notices = await subscription.wait()
-                rows = await self._org_events(org_id, notices, seen, since if subscription.take_missed() else None)
+                missed = subscription.take_missed()
+                if not notices and not missed:
+                    continue
+                try:
+                    rows = await self._org_events(org_id, notices, seen, since if missed else None)
+                except Unavailable:  # the database is away: catch up from the table once it answers
+                    subscription.missed = True
+                    continue
                 for row in rows:
                     if row.sequence <= seen.get(row.run_id, (0, since))[0]:
                         continue

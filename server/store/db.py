@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -106,12 +109,98 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             _unit_of_work.reset(token)
 
 
+def in_unit_of_work() -> bool:
+    """Whether a unit of work is open (its writes must join it, not commit on their own)."""
+    return _unit_of_work.get() is not None
+
+
 async def ping(engine: AsyncEngine) -> None:
     """One round trip to the database (readiness)."""
     async with connect(engine) as connection:
         await connection.execute(sa.text("SELECT 1"))
 
 
-def in_unit_of_work() -> bool:
-    """Whether the caller's writes commit only when its unit of work (an idempotent POST) ends."""
-    return _unit_of_work.get() is not None
+def libpq_url(engine: AsyncEngine) -> str:
+    """The engine's database as a libpq URL (without SQLAlchemy's `+psycopg` driver suffix)."""
+    return str(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+DirectConnection = psycopg.AsyncConnection[Any]
+
+
+class DirectPool:
+    """Autocommit psycopg connections for the workers' hot path (claim, start a step, commit a step).
+
+    Each of those writes is ONE statement (data-modifying CTEs), so in autocommit it is its own transaction: one
+    round trip, one commit, no BEGIN/COMMIT trips and no SQLAlchemy/greenlet hop; psycopg prepares the statements
+    after a few uses. The SQL stays in server/store. A connection that fails with a connection-level error is
+    closed, and the idle ones with it (after a database restart they are all stale); the error becomes
+    UNAVAILABLE, which the worker retries."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self.url = url
+        self._idle: list[DirectConnection] = []
+        self._slots = asyncio.Semaphore(size)
+        self.size = size
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[DirectConnection]:
+        async with self._slots:
+            try:
+                connection = self._idle.pop() if self._idle else await self._connect()
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                raise Unavailable("the database is unreachable; retry shortly") from exc
+            reusable = False
+            try:
+                yield connection
+                reusable = True
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if connection.broken or connection.closed or isinstance(exc, psycopg.InterfaceError):
+                    await self._discard_idle()
+                    raise Unavailable("the database is unreachable; retry shortly") from exc
+                reusable = True
+                raise
+            except psycopg.Error:
+                reusable = True  # a statement error (e.g. a constraint) leaves an autocommit connection usable
+                raise
+            finally:
+                idle = connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                if reusable and idle and not connection.closed:
+                    self._idle.append(connection)
+                else:
+                    await connection.close()
+
+    async def _connect(self) -> DirectConnection:
+        return await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, connect_timeout=10, application_name="hyphae-worker"
+        )
+
+    async def _discard_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await connection.close()
+
+    async def close(self) -> None:
+        await self._discard_idle()
+
+
+_direct_pools: dict[int, tuple[AsyncEngine, DirectPool]] = {}
+
+
+def direct_pool(engine: AsyncEngine) -> DirectPool:
+    """The engine's DirectPool (created on first use, as large as the engine's pool); closed by `dispose`."""
+    entry = _direct_pools.get(id(engine))
+    if entry is None or entry[0] is not engine:
+        size = engine.sync_engine.pool.size() if isinstance(engine.sync_engine.pool, sa.pool.QueuePool) else 10
+        entry = (engine, DirectPool(libpq_url(engine), size))
+        _direct_pools[id(engine)] = entry
+    return entry[1]
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's pool and its DirectPool."""
+    entry = _direct_pools.pop(id(engine), None)
+    if entry is not None and entry[0] is engine:
+        await entry[1].close()
+    await engine.dispose()
