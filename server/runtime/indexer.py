@@ -7,10 +7,11 @@ current version's bytes, replaces the source's chunks (`index_source`, source id
 outcome. A crash or a lost connection rolls all of it back, so the row is pending again; nothing is left
 half-indexed or forgotten. The process that stored a version indexes it at once (`DocumentService._stored` hands
 it over); every process also sweeps documents pending for more than STALE_SECONDS (their process died first, or
-they predate indexing). Outcomes: `indexed` (with the chunk count), `skipped` (a type without text: images,
-Excel), `failed` (unreadable bytes: invalid JSON, an encrypted PDF, a lost blob — with the reason; not retried
-until a new version arrives). The row lock is held while one document is indexed, so a PATCH, delete or new
-version of that document waits for it (seconds at most: extraction runs in a thread).
+they predate indexing). Outcomes: `indexed` (with the chunk count), `skipped` (a type without text: images, Excel;
+or more than MAX_INDEX_BYTES, with that reason), `failed` (unreadable bytes: invalid JSON, an encrypted PDF, a lost
+blob — with the reason; not retried until a new version arrives). The row lock is held while one document is
+indexed, so a PATCH, delete or new version of that document waits for it (seconds at most: extraction runs in a
+thread).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ POLL_SECONDS = 5.0
 # Pending this long, a document is taken by any process's sweep: the process that stored it indexes it at once
 # unless it died (or the document predates indexing).
 STALE_SECONDS = 30.0
+# Bigger documents are stored and downloadable but not indexed (`skipped`, with the reason): extracting and chunking
+# tens of MiB of text would hold a core and the document's row lock for long, for text nobody searches page by page.
+MAX_INDEX_BYTES = 8 * 1024 * 1024
 
 
 class Indexer:
@@ -48,10 +52,12 @@ class Indexer:
         *,
         poll_seconds: float = POLL_SECONDS,
         stale_seconds: float = STALE_SECONDS,
+        max_bytes: int = MAX_INDEX_BYTES,
     ) -> None:
         self.engine = engine
         self.blobs = blobs
         self.embedder = embedder
+        self.max_bytes = max_bytes
         self.poll_seconds = poll_seconds
         self.stale_seconds = stale_seconds
         self._stored: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -89,6 +95,9 @@ class Indexer:
             knowledge.detect_format(row.content_type, row.filename)
         except knowledge.UnsupportedContent:
             return "skipped", 0, ""
+        if int(row.size_bytes) > self.max_bytes:
+            limit = f"{self.max_bytes / 1024 / 1024:g} MiB"
+            return "skipped", 0, f"larger than the {limit} indexing limit: stored and downloadable, not searchable"
         try:
             content = b"".join([chunk async for chunk in self.blobs.read(row.org_id, row.checksum_sha256)])
             async with connection.begin_nested():  # a failure undoes a partial index, not the claim

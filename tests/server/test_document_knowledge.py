@@ -13,7 +13,7 @@ import httpx
 import sqlalchemy as sa
 
 from server.domain import knowledge
-from server.runtime.indexer import Indexer
+from server.runtime.indexer import MAX_INDEX_BYTES, Indexer
 from server.services.documents import expire_due
 from server.store.db import create_engine
 from server.store.tables import documents, knowledge_chunks
@@ -193,3 +193,13 @@ def test_a_document_left_pending_by_a_dead_process_is_indexed_by_a_sweep(
     after = api.get(f"/documents/{document['id']}").json()["document"]
     assert (after["index_status"], after["chunk_count"]) == ("indexed", indexed(api, document["id"])["chunk_count"])
     assert [hit["document_id"] for hit in search(api, "damaged goods")][:1] == [document["id"]]
+
+
+def test_a_document_over_the_indexing_limit_is_stored_but_skipped_with_the_reason(api: httpx.Client) -> None:
+    line = b"Refunds of damaged goods are paid within five working days of the return.\n"
+    big = line * (MAX_INDEX_BYTES // len(line) + 1)
+    document = upload(api, big, "huge-refund-notes.txt").json()["document"]
+    state = indexed(api, document["id"])
+    assert (state["index_status"], state["chunk_count"]) == ("skipped", 0)
+    assert "indexing limit" in state["index_error"]
+    assert api.get(f"/documents/{document['id']}/download").content == big
