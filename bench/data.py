@@ -376,9 +376,8 @@ def report(sections: list[Section], args: argparse.Namespace, load_before: str, 
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, Python "
         f"{platform.python_version()}; client, `hyphae serve` and Postgres share these cores and the disk. Load "
-        f"average {load_before} before the run, {load_after} after it: other engineers' test suites and "
-        "benchmarks were running at the same time, so absolute rates are low and noisy; each ratio compares "
-        "sides that alternate within the same minutes.",
+        f"average {load_before} before the run, {load_after} after it (other work on the machine makes absolute "
+        "rates noisy; each ratio compares sides that alternate within the same minutes).",
         "",
     ]
     for section in sections:
