@@ -4,7 +4,6 @@ iteration once."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -15,8 +14,7 @@ import sqlalchemy as sa
 
 from server.fakemodel import FakeModelServer
 from server.store.db import sqlalchemy_url
-from tests.cli.test_serve import HYPHAE, free_port, start, stop
-from tests.conftest import TEST_SECRET_KEY
+from tests.cli.test_serve import HYPHAE, free_port, shared_database_environment, spawn_worker, start, stop
 from tests.server.runs_helpers import Recorder
 
 SCENARIOS = Path(__file__).parents[1] / "server" / "scenarios" / "agents.json"
@@ -38,21 +36,17 @@ def test_a_killed_worker_is_replaced_and_the_agent_never_repeats_a_tool_call(
     fresh_database: str, data_dir: Path
 ) -> None:
     http_port, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
-    env.update(
-        HYPHAE_DATABASE_URL=fresh_database,
-        HYPHAE_DATA_DIR=str(data_dir),
-        HYPHAE_HTTP_PORT=str(http_port),
-        HYPHAE_GRPC_PORT=str(grpc_port),
-        HYPHAE_TRUST_ORG_HEADER="true",
-        HYPHAE_SECRET_KEY=TEST_SECRET_KEY,
-        HYPHAE_OUTBOUND_ALLOW="127.0.0.1",
+    env = shared_database_environment(
+        fresh_database,
+        data_dir,
+        http_port,
+        grpc_port,
         HYPHAE_LEASE_SECONDS="2",
     )
     recorder = Recorder()
     model = FakeModelServer(SCENARIOS).start()
     api_server = start({**env, "HYPHAE_WORKERS": "0"}, http_port)
-    first_worker = subprocess.Popen([*HYPHAE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_worker = spawn_worker(env)
     second_worker: subprocess.Popen[bytes] | None = None
     try:
         api = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers={"X-Org-Id": "crash-org"}, timeout=30)

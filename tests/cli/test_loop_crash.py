@@ -5,7 +5,6 @@ idempotency key."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -19,8 +18,7 @@ import httpx
 import sqlalchemy as sa
 
 from server.store.db import sqlalchemy_url
-from tests.cli.test_serve import HYPHAE, free_port, start, stop
-from tests.conftest import TEST_SECRET_KEY
+from tests.cli.test_serve import HYPHAE, free_port, shared_database_environment, spawn_worker, start, stop
 from tests.server.runs_helpers import wait_for
 
 
@@ -72,20 +70,16 @@ def test_a_worker_killed_mid_loop_is_replaced_and_finished_items_do_not_run_agai
     fresh_database: str, data_dir: Path
 ) -> None:
     http_port, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
-    env.update(
-        HYPHAE_DATABASE_URL=fresh_database,
-        HYPHAE_DATA_DIR=str(data_dir),
-        HYPHAE_HTTP_PORT=str(http_port),
-        HYPHAE_GRPC_PORT=str(grpc_port),
-        HYPHAE_TRUST_ORG_HEADER="true",
-        HYPHAE_SECRET_KEY=TEST_SECRET_KEY,
-        HYPHAE_OUTBOUND_ALLOW="127.0.0.1",
+    env = shared_database_environment(
+        fresh_database,
+        data_dir,
+        http_port,
+        grpc_port,
         HYPHAE_LEASE_SECONDS="2",
     )
     tool = CountingTool()
     api_server = start({**env, "HYPHAE_WORKERS": "0"}, http_port)
-    first_worker = subprocess.Popen([*HYPHAE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_worker = spawn_worker(env)
     second_worker: subprocess.Popen[bytes] | None = None
     try:
         api = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers={"X-Org-Id": "loop-crash"}, timeout=30)

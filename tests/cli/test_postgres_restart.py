@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import threading
 import time
@@ -25,8 +24,7 @@ import pytest
 
 from server.embedded_pg import EmbeddedPostgres
 from server.store.db import ensure_database
-from tests.cli.test_serve import free_port, start, stop
-from tests.conftest import TEST_SECRET_KEY
+from tests.cli.test_serve import free_port, shared_database_environment, start, stop
 
 
 class SlowOnce:
@@ -111,15 +109,11 @@ def test_runs_resume_after_postgres_restarts_mid_run(data_dir: Path, endpoint: S
     pg = EmbeddedPostgres(data_dir / "pgdata")
     database_url = ensure_database(pg.start(), "hyphae")
     http_port, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
-    env.update(
-        HYPHAE_DATABASE_URL=database_url,
-        HYPHAE_DATA_DIR=str(data_dir / "serve"),
-        HYPHAE_HTTP_PORT=str(http_port),
-        HYPHAE_GRPC_PORT=str(grpc_port),
-        HYPHAE_TRUST_ORG_HEADER="true",
-        HYPHAE_SECRET_KEY=TEST_SECRET_KEY,
-        HYPHAE_OUTBOUND_ALLOW="127.0.0.1",
+    env = shared_database_environment(
+        database_url,
+        data_dir / "serve",
+        http_port,
+        grpc_port,
         HYPHAE_WORKERS="2",
         # Longer than the outage: the run must resume because its worker takes it again, not by lease expiry.
         HYPHAE_LEASE_SECONDS="120",

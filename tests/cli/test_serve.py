@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import TEST_SECRET_KEY
+
 HYPHAE = [sys.executable, "-m", "cli.main"]
 
 
@@ -25,6 +27,27 @@ def environment(data_dir: Path, http_port: int, grpc_port: int) -> dict[str, str
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
     env.update(HYPHAE_DATA_DIR=str(data_dir), HYPHAE_HTTP_PORT=str(http_port), HYPHAE_GRPC_PORT=str(grpc_port))
     return env
+
+
+def shared_database_environment(
+    database_url: str, data_dir: Path, http_port: int, grpc_port: int, **settings: str
+) -> dict[str, str]:
+    """The environment of processes sharing one database (a server, its `hyphae worker`s): trusted org header,
+    the tests' secret key, loopback allowed for outbound calls, then `settings` (HYPHAE_... = value)."""
+    env = environment(data_dir, http_port, grpc_port)
+    env.update(
+        HYPHAE_DATABASE_URL=database_url,
+        HYPHAE_TRUST_ORG_HEADER="true",
+        HYPHAE_SECRET_KEY=TEST_SECRET_KEY,
+        HYPHAE_OUTBOUND_ALLOW="127.0.0.1",
+        **settings,
+    )
+    return env
+
+
+def spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A `hyphae worker` process (output discarded)."""
+    return subprocess.Popen([*HYPHAE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start(env: dict[str, str], http_port: int) -> subprocess.Popen[str]:

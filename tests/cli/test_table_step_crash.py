@@ -4,7 +4,6 @@ the table holds one row and the audit log one entry per item."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -12,28 +11,23 @@ from pathlib import Path
 
 import httpx
 
-from tests.cli.test_serve import HYPHAE, free_port, start, stop
+from tests.cli.test_serve import HYPHAE, free_port, shared_database_environment, spawn_worker, start, stop
 from tests.cli.test_worker_crash import SlowOnce, endpoint
-from tests.conftest import TEST_SECRET_KEY
 
 __all__ = ["endpoint"]
 
 
 def test_a_retried_loop_does_not_write_its_rows_twice(fresh_database: str, data_dir: Path, endpoint: SlowOnce) -> None:
     http_port, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
-    env.update(
-        HYPHAE_DATABASE_URL=fresh_database,
-        HYPHAE_DATA_DIR=str(data_dir),
-        HYPHAE_HTTP_PORT=str(http_port),
-        HYPHAE_GRPC_PORT=str(grpc_port),
-        HYPHAE_TRUST_ORG_HEADER="true",
-        HYPHAE_SECRET_KEY=TEST_SECRET_KEY,
-        HYPHAE_OUTBOUND_ALLOW="127.0.0.1",
+    env = shared_database_environment(
+        fresh_database,
+        data_dir,
+        http_port,
+        grpc_port,
         HYPHAE_LEASE_SECONDS="2",
     )
     api_server = start({**env, "HYPHAE_WORKERS": "0"}, http_port)
-    first_worker = subprocess.Popen([*HYPHAE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_worker = spawn_worker(env)
     second_worker: subprocess.Popen[bytes] | None = None
     try:
         api = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers={"X-Org-Id": "crash-table-org"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -12,22 +11,18 @@ import httpx
 import sqlalchemy as sa
 
 from server.store.db import sqlalchemy_url
-from tests.cli.test_serve import HYPHAE, free_port, start, stop
-from tests.conftest import TEST_SECRET_KEY
+from tests.cli.test_serve import free_port, shared_database_environment, spawn_worker, start, stop
 
 RUNS = 1000
 
 
 def test_two_workers_run_each_queued_run_exactly_once(fresh_database: str, data_dir: Path) -> None:
     http_port, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPHAE_")}
-    env.update(
-        HYPHAE_DATABASE_URL=fresh_database,
-        HYPHAE_DATA_DIR=str(data_dir),
-        HYPHAE_HTTP_PORT=str(http_port),
-        HYPHAE_GRPC_PORT=str(grpc_port),
-        HYPHAE_TRUST_ORG_HEADER="true",
-        HYPHAE_SECRET_KEY=TEST_SECRET_KEY,
+    env = shared_database_environment(
+        fresh_database,
+        data_dir,
+        http_port,
+        grpc_port,
         HYPHAE_RATE_LIMIT_PER_MINUTE="100000000",
         HYPHAE_WORKERS="8",
     )
@@ -42,10 +37,7 @@ def test_two_workers_run_each_queued_run_exactly_once(fresh_database: str, data_
                 api.post(f"/workflows/{workflow['id']}/execute", json=body).json()["run_id"] for _ in range(RUNS)
             }
         assert len(run_ids) == RUNS
-        workers = [
-            subprocess.Popen([*HYPHAE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(2)
-        ]
+        workers = [spawn_worker(env) for _ in range(2)]
         engine = sa.create_engine(sqlalchemy_url(fresh_database))
         deadline = time.monotonic() + 240
         with engine.connect() as connection:
