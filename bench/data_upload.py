@@ -6,7 +6,9 @@ fresh file of `mib` MiB (random bytes, so dedup never short-cuts an upload), the
   store does at the very least), and
 - REST: uploads it with httpx as multipart/form-data to POST /documents (gateway -> gRPC client stream -> blob store:
   hashed, written, fsync'ed, renamed, rows committed) and waits for the 201.
-MiB/s = MiB / seconds. The server's peak resident memory (VmHWM) is reported next to the file size: it stays far
+MiB/s = MiB / seconds. The warm-up upload (1 MiB, so it is indexed in the background) is waited for until its
+indexing is done, so that work does not overlap a measured round; the measured files are larger than the indexing
+limit and never indexed. The server's peak resident memory (VmHWM) is reported next to the file size: it stays far
 below the file size, because neither the gateway nor the server holds a whole file.
 """
 
@@ -63,14 +65,24 @@ def plain_write(source: Path, target: Path) -> float:
     return elapsed
 
 
-def rest_upload(client: httpx.Client, source: Path) -> float:
+def rest_upload(client: httpx.Client, source: Path) -> tuple[float, str]:
+    """(seconds, document id)."""
     started = time.perf_counter()
     with source.open("rb") as handle:
         answer = client.post("/documents", files={"file": (source.name, handle, "text/plain")})
     elapsed = time.perf_counter() - started
     if answer.status_code != 201 or answer.json()["deduplicated"]:
         raise RuntimeError(f"upload failed: {answer.status_code} {answer.text[:300]}")
-    return elapsed
+    return elapsed, answer.json()["document"]["id"]
+
+
+def wait_indexed(client: httpx.Client, document_id: str, timeout: float = 300) -> None:
+    """Until the document's background indexing is over (whatever its outcome)."""
+    deadline = time.monotonic() + timeout
+    while client.get(f"/documents/{document_id}").json()["document"]["index_status"] == "pending":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"document {document_id} was still being indexed after {timeout:g} s")
+        time.sleep(0.2)
 
 
 def measure(http_url: str, work_dir: Path, server_pid: int, mib: int, rounds: int) -> UploadResult:
@@ -80,12 +92,13 @@ def measure(http_url: str, work_dir: Path, server_pid: int, mib: int, rounds: in
     rss_start = memory_kib(server_pid, "VmRSS")
     with httpx.Client(base_url=http_url, headers={"X-Org-Id": "bench-upload"}, timeout=300) as client:
         warm = fresh_file(work_dir, 1)
-        rest_upload(client, warm)  # warm-up (connections, first rows)
+        _, warm_id = rest_upload(client, warm)  # warm-up (connections, first rows)
         warm.unlink()
+        wait_indexed(client, warm_id)
         for round_number in range(1, rounds + 1):
             source = fresh_file(work_dir, mib)
             runs.append((f"round {round_number}: plain write", mib, plain_write(source, data_dir / "plain-write")))
-            runs.append((f"round {round_number}: REST upload", mib, rest_upload(client, source)))
+            runs.append((f"round {round_number}: REST upload", mib, rest_upload(client, source)[0]))
             source.unlink()
             print(f"upload round {round_number}: " + ", ".join(f"{r[0]} {r[2]:.2f}s" for r in runs[-2:]))
     plain = sum(r[1] for r in runs if "plain" in r[0]) / sum(r[2] for r in runs if "plain" in r[0])

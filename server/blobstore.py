@@ -3,7 +3,9 @@
 `LocalBlobStore` (the default) keeps them under `<data dir>/blobs/<org>/<sha[:2]>/<sha>`. A blob is written to a
 temporary file while it is hashed and counted (an upload is refused as soon as it passes the limit, so at most
 limit + one chunk is ever written), fsync'ed, and only then renamed into place — a crash leaves a stray temporary
-file, never a truncated blob under a real checksum. Readers stream the file in chunks.
+file, never a truncated blob under a real checksum. Readers stream the file in chunks. A writer hashes and writes
+each 1 MiB buffer in a thread while the next one is received (hashlib and file writes release the GIL); one buffer
+at a time, so the order holds and memory stays at two buffers.
 
 `S3BlobStore` (HYPHAE_BLOB_URL=s3://bucket/prefix) spools the same way to a local temporary file, then uploads it
 with boto3 (in a thread); credentials, region and endpoint come from boto3's standard configuration (AWS_*).
@@ -36,6 +38,7 @@ class BlobWriter:
         self._hash = hashlib.sha256()
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._writing: asyncio.Future[None] | None = None  # the buffer being hashed and written, at most one
         self.limit = limit
         self.size = 0
         self.sha256 = ""
@@ -55,10 +58,18 @@ class BlobWriter:
             await self._flush()
 
     async def _flush(self) -> None:
+        """Hand the buffer to the thread once the previous one is written; returns without waiting for it."""
         data = b"".join(self._buffer)
         self._buffer, self._buffered = [], 0
+        await self._written()
         if data:
-            await asyncio.to_thread(self._write, data)
+            self._writing = asyncio.get_running_loop().run_in_executor(None, self._write, data)
+
+    async def _written(self) -> None:
+        """Wait for the buffer in the thread (its error, e.g. a full disk, is raised here)."""
+        if self._writing is not None:
+            await self._writing  # kept while awaited: a cancelled or failed wait leaves it for `abort` to wait on
+            self._writing = None
 
     def _write(self, data: bytes) -> None:
         self._hash.update(data)
@@ -67,6 +78,7 @@ class BlobWriter:
     async def finish(self) -> str:
         """Flush and fsync; returns the hex SHA-256."""
         await self._flush()
+        await self._written()
         await asyncio.to_thread(self._close_synced)
         self.sha256 = self._hash.hexdigest()
         return self.sha256
@@ -80,6 +92,11 @@ class BlobWriter:
     async def abort(self) -> None:
         """Discard the temporary file (idempotent)."""
         self._buffer = []
+        if self._writing is not None:  # the thread must be done with the file before it is closed
+            writing, self._writing = self._writing, None
+            await asyncio.wait([writing])
+            if not writing.cancelled():
+                writing.exception()  # retrieved: the upload is discarded either way
         if not self._file.closed:
             self._file.close()
         self.path.unlink(missing_ok=True)
