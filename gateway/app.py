@@ -173,6 +173,11 @@ class Gateway:
             metadata.append(("x-forwarded-for", request.client.host))
         return metadata, None
 
+    @staticmethod
+    def returned(trailers: Any) -> dict[str, str]:
+        """The trailers a REST caller sees as headers (request id, rate limit, Retry-After)."""
+        return _returned(trailers)
+
     def error_response(self, binding: Binding, exc: grpc.aio.AioRpcError, headers: dict[str, str]) -> Response:
         """The dialect's error answer to a failed call (used by gateway/overrides too)."""
         return self._error(binding, exc, headers)

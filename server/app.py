@@ -34,6 +34,7 @@ from server.embedded_pg import EmbeddedPostgres
 from server.interceptors import Gatekeeper
 from server.ratelimit import RateLimiter
 from server.runtime import outbound
+from server.runtime.events import EventHub
 from server.runtime.executor import Executor, LlmDefaults
 from server.runtime.generation import Generator, running_generator
 from server.runtime.indexer import Indexer, running_indexer
@@ -52,7 +53,7 @@ from server.services.workflows import WorkflowService
 from server.store import idempotency
 from server.store import knowledge as knowledge_store
 from server.store import org_config as org_config_store
-from server.store.db import connect, create_engine, dispose, ensure_database
+from server.store.db import connect, create_engine, dispose, ensure_database, libpq_url
 
 log = logging.getLogger("hyphae")
 SERVICES = [
@@ -98,6 +99,7 @@ async def build_grpc_server(
     indexer: Indexer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
+    events = EventHub(libpq_url(engine))  # one LISTEN connection per process, for every live stream
     limiter = RateLimiter(settings.rate_limit_per_minute)
     anonymous_limiter = RateLimiter(settings.anonymous_rate_limit_per_minute)
     server = grpc.aio.server(
@@ -121,7 +123,7 @@ async def build_grpc_server(
     action_service_pb2_grpc.add_ActionServiceServicer_to_server(ActionService(engine), server)
     org_config_service_pb2_grpc.add_OrgConfigServiceServicer_to_server(OrgConfigService(engine, box), server)
     gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayService(engine, authenticator), server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, worker), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunService(engine, events, worker), server)
     approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalService(engine, worker.wake), server)
     document_service_pb2_grpc.add_DocumentServiceServicer_to_server(
         DocumentService(
@@ -136,7 +138,7 @@ async def build_grpc_server(
     )
     table_service_pb2_grpc.add_TableServiceServicer_to_server(TableService(engine), server)
     ai_service_pb2_grpc.add_AiServiceServicer_to_server(AiService(engine, wake_generator), server)
-    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(engine, worker.wake), server)
+    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(engine, events, worker.wake), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

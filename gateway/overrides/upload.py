@@ -250,7 +250,7 @@ async def upload(
         return _error(binding, 400, problem[0], headers)
     if problem:  # the request iterator failed after the server answered (cannot happen, but never store silently)
         return _error(binding, 400, problem[0], headers)
-    headers.update({key: str(value) for key, value in (trailers or ()) if key.startswith(("x-", "ratelimit"))})
+    headers.update(gateway.returned(trailers))
     return Response(
         codec.dumps(codec.message_value_to_wire(response)),
         status_code=binding.rule.success_status or 200,

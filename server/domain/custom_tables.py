@@ -49,7 +49,7 @@ class Field:
 
 
 def check_name(name: str, field: str) -> None:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise InvalidArgument(NAME_RULE, field=field)
 
 

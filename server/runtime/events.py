@@ -19,9 +19,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import psycopg
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from server.store.db import libpq_url
 
 log = logging.getLogger("hyphae.events")
 
@@ -77,11 +74,6 @@ class Subscription:
     def take_missed(self) -> bool:
         missed, self.missed = self.missed, False
         return missed
-
-
-def listen_url(engine: AsyncEngine) -> str:
-    """The engine's database as a libpq URL (without SQLAlchemy's `+psycopg` driver suffix)."""
-    return libpq_url(engine)
 
 
 class EventHub:

@@ -10,6 +10,7 @@ Side effects get an idempotency key (run id + step index) recorded before the fi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -506,12 +507,7 @@ class Executor:
             body = rest[0]
         policy = self.policy
         if action.HasField("timeout_ms"):
-            policy = outbound.OutboundPolicy(
-                allow=policy.allow,
-                timeout_seconds=action.timeout_ms / 1000,
-                max_response_bytes=policy.max_response_bytes,
-                max_redirects=policy.max_redirects,
-            )
+            policy = dataclasses.replace(policy, timeout_seconds=action.timeout_ms / 1000)
         try:
             response = await outbound.send(
                 self.client,

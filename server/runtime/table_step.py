@@ -22,9 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import jsonvalue
 from server.domain import custom_tables as domain
 from server.errors import HyphaeError
-from server.store import TenantRepository, pagination
 from server.store import custom_tables as store
-from server.store.db import connect
+from server.store import pagination, tenant
 
 DEFAULT_READ_LIMIT = 1000
 MAX_READ_LIMIT = 10_000
@@ -39,10 +38,6 @@ def handles(step_type: str, action: action_pb2.Action | None) -> bool:
     return step_type == PRIMITIVE or (action is not None and action.kind == action_pb2.ACTION_KIND_CUSTOM_TABLE)
 
 
-def _merge(pairs: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    return {**pairs, **fields}
-
-
 async def run(
     engine: AsyncEngine,
     org_id: str,
@@ -52,11 +47,10 @@ async def run(
     step_type: str,
     properties: dict[str, Any],
     action: action_pb2.Action | None,
-    actor: store.Actor | None = None,
 ) -> tuple[Any, str]:
-    """Run the step's table operation for run `run_id` (the audit's actor unless `actor` names an agent or
-    SDK user); (output, context key of the output or "")."""
-    actor = actor or store.Actor("run", run_id)
+    """Run the step's table operation for run `run_id` (the audit's actor); (output, context key of the output
+    or "")."""
+    actor = store.Actor("run", run_id)
     table_name = properties.get("table") or (action.table if action is not None and action.HasField("table") else "")
     operation = properties.get("operation") or (
         action.operation if action is not None and action.HasField("operation") else ""
@@ -87,12 +81,12 @@ async def _operate(
     properties: dict[str, Any],
     actor: store.Actor,
 ) -> Any:
-    async with connect(engine) as connection:
-        repo = TenantRepository(connection, org_id)
+    async with tenant(engine, org_id) as repo:
         table = await store.find(repo, table_name)
         schema = table.schema
         keys, values = properties.get("keys"), properties.get("values")
         pairs = schema.keys_values(keys or [], values or [], "properties") if keys or values else {}
+        raw_pairs = dict(zip(keys or [], values or [], strict=False))  # as written: schema.row coerces them
         fields = properties.get("fields")
         if fields is None:
             fields = {}
@@ -109,9 +103,7 @@ async def _operate(
         if recorded is not None:  # this step's write committed in an earlier attempt
             return jsonvalue.loads(recorded)
         if operation == "write":
-            row = schema.row(
-                _merge({k: properties["values"][i] for i, k in enumerate(keys or [])}, fields), "properties.fields"
-            )
+            row = schema.row({**raw_pairs, **fields}, "properties.fields")
             [stored] = await store.insert(repo, table, [row], actor)
             output: Any = jsonvalue.loads(stored)
         else:
@@ -128,14 +120,11 @@ async def _operate(
                         repo, table, pairs, schema.changes(fields, "properties.fields"), actor, operation="upsert"
                     )
                     if fields
-                    else [row for row in (await store.select(repo, table, pairs, store.Sort(), _ALL))[0]]
+                    else (await store.select(repo, table, pairs, store.Sort(), _ALL))[0]
                 )
                 inserted: list[str] = []
                 if not updated:
-                    row = schema.row(
-                        _merge({k: properties["values"][i] for i, k in enumerate(keys or [])}, fields),
-                        "properties.fields",
-                    )
+                    row = schema.row({**raw_pairs, **fields}, "properties.fields")
                     inserted = await store.insert(repo, table, [row], actor, operation="upsert")
                 output = {
                     "updated": len(updated) if fields else 0,

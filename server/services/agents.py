@@ -18,7 +18,7 @@ from server import auth, jsonvalue
 from server.domain import dsl, evaluate
 from server.errors import InvalidArgument, NotFound
 from server.ids import new_id
-from server.runtime.events import EventHub, listen_url
+from server.runtime.events import EventHub
 from server.services import Context, timestamp
 from server.store import agents as store
 from server.store import pagination, tenant
@@ -123,10 +123,12 @@ def _stop_reason(status: str, error: str) -> str:
     return STOP_REASONS.get(reason.split(":", 1)[0], "tool_error" if reason else "")
 
 
-def agent_proto(
-    run: Any, journal: list[Any], pause: Any, tokens: tuple[int, int], with_trace: bool, parked: bool = False
-) -> agent_pb2.AgentRun:
-    """`parked`: paused only while a workflow tool waits for its child run, which the caller sees as running."""
+def agent_proto(run: Any, journal: list[Any], pending: dict[str, Any], with_trace: bool) -> agent_pb2.AgentRun:
+    """`pending`: the run's pending interrupts by kind. Paused only while a workflow tool waits for its child run
+    (`child_run`), the agent reads as running; a pause for a person (`agent`) is shown."""
+    parked = "child_run" in pending
+    pause = pending.get("agent")
+    tokens = (sum(row.prompt_tokens for row in journal), sum(row.completion_tokens for row in journal))
     context = json.loads(run.context)
     _, properties = _react_step(json.loads(run.definition))
     objective = evaluate.stringify(evaluate.resolve(properties.get("objective") or "", context))
@@ -173,28 +175,26 @@ def human_input(request: pb.ResumeAgentRequest) -> Any:
 
 
 class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
-    def __init__(self, engine: AsyncEngine, wake_workers: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, engine: AsyncEngine, events: EventHub, wake_workers: Callable[[], None] = lambda: None) -> None:
         self.engine = engine
         self.wake_workers = wake_workers
-        self.events = EventHub(listen_url(engine))
+        self.events = events  # the process's one LISTEN connection, shared with RunService
 
     async def _read(self, org_id: str, run_id: str, with_trace: bool) -> agent_pb2.AgentRun:
         async with tenant(self.engine, org_id) as repo:
             run = await store.get(repo, run_id)
-            journal = await store.journal(repo, run_id)
-            pause = await store.pending_pause(repo, run_id)
-            tokens = await store.usage(repo, run_id)
-            parked = run.status == "paused" and await store.parked_on_child(repo, run_id)
-        return agent_proto(run, journal, pause, tokens, with_trace, parked)
+            journal = (await store.journals(repo, [run_id]))[run_id]
+            pending = (await store.pending_interrupts(repo, [run_id]))[run_id]
+        return agent_proto(run, journal, pending, with_trace)
 
     async def _previous(self, org_id: str, run_id: str) -> dict[str, Any]:
         """What a new run learns from `previous_run_id`: its objective, answer and the last steps of its trace."""
+        if not run_id.startswith(store.AGENT_PREFIX):
+            raise InvalidArgument("must be an agent run id (agent-...)", field="previous_run_id")
         try:
             previous = await self._read(org_id, run_id, with_trace=True)
         except NotFound:
             raise NotFound(f"previous_run_id {run_id!r} not found") from None
-        if not run_id.startswith(store.AGENT_PREFIX):
-            raise InvalidArgument("must be an agent run id (agent-...)", field="previous_run_id")
         steps = [
             {"action": e.action, "observation": json.loads(e.observation.raw) if e.observation.raw else None}
             for e in previous.trace[-5:]
@@ -239,7 +239,9 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             while True:
                 async with tenant(self.engine, org_id) as repo:
                     status = await run_store.status(repo, run_id)
-                    parked = status == "paused" and await store.parked_on_child(repo, run_id)
+                    parked = (
+                        status == "paused" and "child_run" in (await store.pending_interrupts(repo, [run_id]))[run_id]
+                    )
                 left = deadline - asyncio.get_running_loop().time()
                 if (status != "running" and not parked) or left <= 0:
                     return
@@ -252,12 +254,10 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         )
         async with tenant(self.engine, auth.org_id()) as repo:
             rows, token = await store.page(repo, page, status=status)
-            agents = []
-            for row in rows:
-                journal = await store.journal(repo, row.id)
-                pause = await store.pending_pause(repo, row.id) if row.status == "paused" else None
-                parked = row.status == "paused" and await store.parked_on_child(repo, row.id)
-                agents.append(agent_proto(row, journal, pause, await store.usage(repo, row.id), False, parked))
+            ids = [row.id for row in rows]
+            journals = await store.journals(repo, ids)
+            pending = await store.pending_interrupts(repo, ids)
+            agents = [agent_proto(row, journals[row.id], pending[row.id], False) for row in rows]
         return pb.ListAgentsResponse(agents=agents, next_page_token=token)
 
     async def GetAgentUsage(self, request: pb.GetAgentUsageRequest, context: Context) -> pb.GetAgentUsageResponse:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth, jsonvalue
 from server.errors import InvalidArgument, Unavailable
-from server.runtime.events import EventHub, Notice, listen_url
+from server.runtime.events import EventHub, Notice
 from server.runtime.launch import start_run, start_run_direct
 from server.runtime.worker import Worker
 from server.services import Context, timestamp
@@ -102,12 +102,13 @@ ORG_CATCH_UP = timedelta(minutes=5)
 
 
 class RunService(run_service_pb2_grpc.RunServiceServicer):
-    def __init__(self, engine: AsyncEngine, worker: Worker | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, events: EventHub, worker: Worker | None = None) -> None:
         self.engine = engine
         # This process's worker, if it runs one: a new run goes straight to it when it has a free slot.
         self.worker = worker
-        # Started on the first stream, closed a few seconds after the last one ends.
-        self.events = EventHub(listen_url(engine))
+        # The process's one LISTEN connection (shared with AgentService): started on the first stream, closed a few
+        # seconds after the last one ends.
+        self.events = events
 
     async def ExecuteWorkflow(self, request: pb.ExecuteWorkflowRequest, context: Context) -> pb.ExecuteWorkflowResponse:
         value = jsonvalue.parse(request.input, "input")

@@ -49,6 +49,8 @@ async def create(repo: TenantRepository, *, run_id: str, definition: str, input_
 
 
 async def get(repo: TenantRepository, run_id: str) -> sa.Row[Any]:
+    """A run holding an agent: a standalone one (agent-...) or a workflow run with a react step (Hyphen's T2
+    inspects and resumes the paused agent of a workflow run through these routes)."""
     row = await repo.get(runs, id=run_id)
     if row is None:
         raise NotFound(f"agent run {run_id!r} not found")
@@ -62,36 +64,33 @@ async def page(repo: TenantRepository, request: pagination.PageRequest, *, statu
     return await repo.page(runs, request, sort="id", descending=True, where=where)
 
 
-async def journal(repo: TenantRepository, run_id: str) -> list[sa.Row[Any]]:
-    """Every journal row of the run (all its react steps), in call order."""
-    query = repo.select(agent_steps, agent_steps.c.run_id == run_id).order_by(agent_steps.c.scope, agent_steps.c.seq)
-    return list((await repo.connection.execute(query)).all())
-
-
-async def pending_pause(repo: TenantRepository, run_id: str) -> sa.Row[Any] | None:
-    query = repo.select(
-        interrupts, interrupts.c.run_id == run_id, interrupts.c.kind == "agent", interrupts.c.status == "pending"
+async def journals(repo: TenantRepository, run_ids: list[str]) -> dict[str, list[sa.Row[Any]]]:
+    """Every journal row of each run (all its react steps), in call order: one query for a page of runs."""
+    query = repo.select(agent_steps, agent_steps.c.run_id.in_(run_ids)).order_by(
+        agent_steps.c.run_id, agent_steps.c.scope, agent_steps.c.seq
     )
-    row: sa.Row[Any] | None = (await repo.connection.execute(query)).first()
-    return row
+    found: dict[str, list[sa.Row[Any]]] = {run_id: [] for run_id in run_ids}
+    for row in (await repo.connection.execute(query)).all():
+        found[row.run_id].append(row)
+    return found
 
 
-async def parked_on_child(repo: TenantRepository, run_id: str) -> bool:
-    """The run is paused only because a workflow tool waits for its child run (it goes on by itself)."""
-    query = repo.select(
-        interrupts, interrupts.c.run_id == run_id, interrupts.c.kind == "child_run", interrupts.c.status == "pending"
-    )
-    return (await repo.connection.execute(query)).first() is not None
+async def pending_interrupts(repo: TenantRepository, run_ids: list[str]) -> dict[str, dict[str, sa.Row[Any]]]:
+    """Each run's pending interrupts by kind (`agent`: a pause for a person; `child_run`: parked on a workflow tool's
+    child run, which goes on by itself)."""
+    query = repo.select(interrupts, interrupts.c.run_id.in_(run_ids), interrupts.c.status == "pending")
+    found: dict[str, dict[str, sa.Row[Any]]] = {run_id: {} for run_id in run_ids}
+    for row in (await repo.connection.execute(query)).all():
+        found[row.run_id][row.kind] = row
+    return found
 
 
-async def usage(repo: TenantRepository, run_id: str = "") -> tuple[int, int]:
-    """(prompt, completion) tokens of one run, or of the whole org."""
+async def usage(repo: TenantRepository) -> tuple[int, int]:
+    """(prompt, completion) tokens of the whole org (one run's come from its journal)."""
     query = repo.select(agent_steps).with_only_columns(
         sa.func.coalesce(sa.func.sum(agent_steps.c.prompt_tokens), 0),
         sa.func.coalesce(sa.func.sum(agent_steps.c.completion_tokens), 0),
     )
-    if run_id:
-        query = query.where(agent_steps.c.run_id == run_id)
     prompt, completion = (await repo.connection.execute(query)).one()
     return int(prompt), int(completion)
 

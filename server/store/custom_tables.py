@@ -74,7 +74,7 @@ class Actor:
 
 
 def _quote(name: str) -> str:
-    if not domain.NAME.match(name):  # names are checked on create; this guards the one place they enter SQL
+    if not domain.NAME.fullmatch(name):  # names are checked on create; this guards the one place they enter SQL
         raise ValueError(f"not a column name: {name!r}")
     return f'"{name}"'
 

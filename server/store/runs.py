@@ -204,15 +204,6 @@ async def hold(connection: AsyncConnection, lease: Lease) -> sa.Row[Any]:
     return row
 
 
-async def step_row(connection: AsyncConnection, lease: Lease, index: int) -> sa.Row[Any] | None:
-    result = await connection.execute(
-        sa.select(run_steps).where(
-            run_steps.c.org_id == lease.org_id, run_steps.c.run_id == lease.run_id, run_steps.c.index == index
-        )
-    )
-    return result.first()
-
-
 async def start_step(
     connection: AsyncConnection, lease: Lease, index: int, *, step_type: str, idempotency_key: str
 ) -> sa.Row[Any]:

@@ -168,7 +168,7 @@ def test_a_document_left_pending_by_a_dead_process_is_indexed_by_a_sweep(
     server: ServerInfo, api: httpx.Client, org: str
 ) -> None:
     document = upload(api, REFUNDS, "refund-policy.md").json()["document"]
-    indexed(api, document["id"])
+    before = indexed(api, document["id"])["chunk_count"]
 
     async def crash_then_sweep(engine: Any) -> int:
         # as if the uploading process died before indexing: pending, nothing in the index
@@ -191,7 +191,8 @@ def test_a_document_left_pending_by_a_dead_process_is_indexed_by_a_sweep(
     assert search(api, "damaged goods")
     assert run_with_engine(server, crash_then_sweep) >= 1
     after = api.get(f"/documents/{document['id']}").json()["document"]
-    assert (after["index_status"], after["chunk_count"]) == ("indexed", indexed(api, document["id"])["chunk_count"])
+    assert after["index_status"] == "indexed"
+    assert after["chunk_count"] == before > 0
     assert [hit["document_id"] for hit in search(api, "damaged goods")][:1] == [document["id"]]
 
 

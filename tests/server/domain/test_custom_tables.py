@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.domain.custom_tables import CopyEncoder, Field, Schema, coerce, copy_text
+from server.domain.custom_tables import CopyEncoder, Field, Schema, check_name, coerce, copy_text
 from server.errors import InvalidArgument
 
 
@@ -136,3 +136,9 @@ def test_copy_lines_refuse_what_a_single_insert_refuses_with_the_same_message(ro
         CopyEncoder(ENCODED).line(row, "rows[3517]")
     assert str(encoded.value) == str(reference.value)
     assert encoded.value.field == reference.value.field and encoded.value.field.startswith("rows[3517]")
+
+
+@pytest.mark.parametrize("name", ["amount\n", "", "1st", "a-b", "a" * 64])
+def test_a_name_that_is_not_a_plain_identifier_is_refused(name: str) -> None:
+    with pytest.raises(InvalidArgument):
+        check_name(name, "name")
