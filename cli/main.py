@@ -31,15 +31,16 @@ def _fake_model(args: argparse.Namespace, settings: Settings) -> None:
 def _gateway(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from cli.process import bind_http
+    from cli.process import HttpServer, bind_http
     from gateway.app import create_app
 
     app = create_app(args.grpc_target, max_body_bytes=settings.max_body_bytes)
     bind_http(settings.host, settings.http_port).close()  # a busy port: one clear error
     print(f"Hyphae REST gateway: http://{settings.host}:{settings.http_port} -> gRPC {args.grpc_target}", flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False, proxy_headers=False
     )
+    HttpServer(config, app).run()
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> None:

@@ -12,14 +12,27 @@ from dataclasses import dataclass, replace
 
 import uvicorn
 
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
 from server.app import database, grpc_running, worker_only
 from server.config import Settings
 from server.store.db import migrate
 
 
-class QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM and stops gRPC and HTTP together."""
+class HttpServer(uvicorn.Server):
+    """uvicorn serving the gateway: when it begins to shut down, open event streams end (SSE clients resume with
+    Last-Event-ID) instead of holding the shutdown for the grace period and being cancelled mid-response."""
+
+    def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.app.end_streams()
+        await super().shutdown(sockets=sockets)
+
+
+class QuietServer(HttpServer):
+    """Without uvicorn's own signal handling: `serve` owns SIGINT/SIGTERM and stops gRPC and HTTP together."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -56,7 +69,7 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
         async with grpc_running(settings, database_url) as grpc_side:
             target_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
             app = create_app(f"{target_host}:{grpc_side.port}", max_body_bytes=settings.max_body_bytes)
-            # open streams (SSE) must not hold a shutdown for long: they are closed after 2 s
+            # open streams (SSE) end when shutdown begins; anything else still running is cut after 2 s
             config = uvicorn.Config(
                 app,
                 log_level="warning",
@@ -65,7 +78,7 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
                 proxy_headers=False,
                 timeout_graceful_shutdown=2,
             )
-            http = QuietServer(config)
+            http = QuietServer(config, app)
             serving = asyncio.create_task(http.serve(sockets=[sock]))
             while not http.started:
                 if serving.done():

@@ -6,6 +6,7 @@ server's interceptor (auth, tenancy, limits, idempotency, errors) runs the same 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import importlib.resources
 import json
@@ -64,6 +65,7 @@ class Gateway:
         self.channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Callable[..., Any]] = {}
         self.overrides = overrides()
+        self.closing = asyncio.Event()  # set when the HTTP server begins to shut down: open streams end
 
     async def open(self) -> None:
         options = [
@@ -143,7 +145,8 @@ class Gateway:
         if binding.server_streaming:
             stream = self._call(binding)(message, metadata=metadata)
             try:
-                return await stream_response(binding, stream, wants_ndjson(request.headers.get("accept", "")), headers)
+                ndjson = wants_ndjson(request.headers.get("accept", ""))
+                return await stream_response(binding, stream, ndjson, headers, self.closing)
             except grpc.aio.AioRpcError as exc:
                 return self._error(binding, exc, headers)
         call = self._call(binding)(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
@@ -286,6 +289,10 @@ class GatewayApp:
             message = f"internal error; quote request id {request_id} when reporting it"
             response = _json(error_body(options_pb2.DIALECT_HYPHEN, 500, message), 500, {"x-request-id": request_id})
         await response(scope, receive, send)
+
+    def end_streams(self) -> None:
+        """The server is shutting down: open event streams end now instead of being cut after the grace period."""
+        self.gateway.closing.set()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

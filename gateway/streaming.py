@@ -61,9 +61,12 @@ def _error_frame(binding: Binding, exc: grpc.aio.AioRpcError, ndjson: bool) -> s
     return f"event: error\ndata: {codec.dumps(body)}\n\n"
 
 
-async def stream_response(binding: Binding, call: Any, ndjson: bool, headers: dict[str, str]) -> StreamingResponse:
+async def stream_response(
+    binding: Binding, call: Any, ndjson: bool, headers: dict[str, str], closing: asyncio.Event
+) -> StreamingResponse:
     """Wait briefly for the first message, so early errors (auth, not found) keep their HTTP status; a stream with
-    nothing to say yet (a live feed, a paused run) gets its headers after FIRST_MESSAGE_GRACE_SECONDS anyway."""
+    nothing to say yet (a live feed, a paused run) gets its headers after FIRST_MESSAGE_GRACE_SECONDS anyway.
+    `closing` set (the server is shutting down) ends the stream cleanly; SSE clients resume with Last-Event-ID."""
     iterator = call.__aiter__()
     first: asyncio.Future[Message] = asyncio.ensure_future(iterator.__anext__())
     await asyncio.wait({first}, timeout=FIRST_MESSAGE_GRACE_SECONDS)
@@ -73,9 +76,13 @@ async def stream_response(binding: Binding, call: Any, ndjson: bool, headers: di
 
     async def body() -> AsyncIterator[str]:
         pending: asyncio.Future[Message] | None = first
+        shutdown: asyncio.Future[Any] = asyncio.ensure_future(closing.wait())
         try:
             while pending is not None:
-                done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+                waiting: set[asyncio.Future[Any]] = {pending, shutdown}
+                done, _ = await asyncio.wait(waiting, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                if shutdown in done and pending not in done:
+                    break
                 if not done:
                     yield "\n" if ndjson else ": keepalive\n\n"
                     continue
@@ -89,6 +96,7 @@ async def stream_response(binding: Binding, call: Any, ndjson: bool, headers: di
             if exc.code() != grpc.StatusCode.CANCELLED:
                 yield _error_frame(binding, exc, ndjson)
         finally:
+            shutdown.cancel()
             if pending is not None:
                 pending.cancel()
             call.cancel()  # the client went away, or we are done: stop the server-side stream

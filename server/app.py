@@ -53,7 +53,7 @@ from server.services.workflows import WorkflowService
 from server.store import idempotency
 from server.store import knowledge as knowledge_store
 from server.store import org_config as org_config_store
-from server.store.db import connect, create_engine, dispose, ensure_database, libpq_url
+from server.store.db import connect, create_engine, dispose, ensure_database, libpq_url, log_will_retry
 
 log = logging.getLogger("hyphae")
 SERVICES = [
@@ -172,7 +172,7 @@ async def purge_idempotency_keys(engine: AsyncEngine, every_seconds: float = 600
             async with connect(engine) as connection:
                 await idempotency.purge_expired(connection)
         except Exception:
-            log.warning("could not purge expired idempotency keys; will retry", exc_info=True)
+            log_will_retry(log, "could not purge expired idempotency keys; will retry")
         await asyncio.sleep(every_seconds)
 
 
@@ -182,7 +182,7 @@ async def expire_documents(engine: AsyncEngine, blobs: blobstore.BlobStore, ever
         try:
             await expire_due(engine, blobs)
         except Exception:
-            log.warning("could not expire documents; will retry", exc_info=True)
+            log_will_retry(log, "could not expire documents; will retry")
         await asyncio.sleep(every_seconds)
 
 

@@ -38,7 +38,7 @@ from server.store import TenantRepository
 from server.store import actions as action_store
 from server.store import generations as store
 from server.store import workflows as workflow_store
-from server.store.db import connect
+from server.store.db import connect, log_will_retry
 from server.store.tables import actions as actions_table
 from server.store.tables import org_config
 from server.store.tables import workflows as workflows_table
@@ -99,7 +99,7 @@ class Generator:
             async with connect(self.engine) as connection:
                 rows = await store.claim(connection, self.owner, lease_seconds=self.lease_seconds, limit=free)
         except Exception:
-            log.warning("could not claim generations; will retry", exc_info=True)
+            log_will_retry(log, "could not claim generations; will retry")
             await asyncio.sleep(self.poll_seconds)
             return 0
         for row in rows:
@@ -130,7 +130,7 @@ class Generator:
                 async with connect(self.engine) as connection:
                     held = await store.renew(connection, lease, self.lease_seconds)
             except Exception:
-                log.warning("generation heartbeat failed; will retry", exc_info=True)
+                log_will_retry(log, "generation heartbeat failed; will retry")
                 continue
             if not held and task is not None:
                 task.cancel()

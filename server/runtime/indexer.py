@@ -31,7 +31,7 @@ from server.domain.knowledge import Embedder
 from server.store import TenantRepository
 from server.store import documents as store
 from server.store import knowledge as index
-from server.store.db import connect
+from server.store.db import connect, log_will_retry
 
 log = logging.getLogger("hyphae.indexer")
 POLL_SECONDS = 5.0
@@ -130,7 +130,7 @@ class Indexer:
                 try:
                     await self.sweep()
                 except Exception:
-                    log.warning("indexing the backlog failed; will retry", exc_info=True)
+                    log_will_retry(log, "indexing the backlog failed; will retry")
                 next_sweep = loop.time() + self.poll_seconds
             try:
                 async with asyncio.timeout(max(next_sweep - loop.time(), 0.0)):
@@ -140,7 +140,7 @@ class Indexer:
             try:
                 await self.index_document(org_id, document_id)
             except Exception:  # the database is away: the row stays pending and a sweep takes it later
-                log.warning("indexing %s/%s failed; will retry", org_id, document_id, exc_info=True)
+                log_will_retry(log, "indexing %s/%s failed; will retry", org_id, document_id)
 
 
 @contextlib.asynccontextmanager

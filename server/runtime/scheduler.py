@@ -33,7 +33,7 @@ from server.domain import schedule
 from server.runtime.launch import start_run
 from server.store import TenantRepository
 from server.store import schedules as store
-from server.store.db import connect
+from server.store.db import connect, log_will_retry
 
 log = logging.getLogger("hyphae.scheduler")
 
@@ -76,7 +76,7 @@ class Scheduler:
             try:
                 taken, _ = await self.tick()
             except Exception:
-                log.warning("could not fire schedules; will retry", exc_info=True)
+                log_will_retry(log, "could not fire schedules; will retry")
             if taken >= self.batch:
                 continue  # more may be due
             with contextlib.suppress(TimeoutError):

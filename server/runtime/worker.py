@@ -23,7 +23,7 @@ from server.errors import Unavailable
 from server.runtime.executor import Executor
 from server.store import interrupts
 from server.store import runs as store
-from server.store.db import connect, direct_pool
+from server.store.db import connect, direct_pool, log_will_retry
 
 log = logging.getLogger("hyphae.worker")
 
@@ -122,7 +122,7 @@ class Worker:
             async with connect(self.engine) as connection:  # runs parked on a child that has ended go on
                 await interrupts.wake_parents(connection)
         except Exception:
-            log.warning("could not expire interrupts or wake parents; will retry", exc_info=True)
+            log_will_retry(log, "could not expire interrupts or wake parents; will retry")
 
     async def _claim(self, free: int) -> int:
         await self._expire_interrupts()
@@ -133,7 +133,7 @@ class Worker:
                     connection, self.owner, lease_seconds=self.lease_seconds, limit=free, mine=mine
                 )
         except Exception:
-            log.warning("could not claim runs; will retry", exc_info=True)
+            log_will_retry(log, "could not claim runs; will retry")
             await asyncio.sleep(self.poll_seconds)
             return 0
         if len(rows) < free:  # every claimable run was taken: the orphans not among them are no longer ours
@@ -172,7 +172,7 @@ class Worker:
                 async with connect(self.engine) as connection:
                     lost = await store.renew(connection, leases, self.lease_seconds)
             except Exception:
-                log.warning("heartbeat failed; will retry", exc_info=True)
+                log_will_retry(log, "heartbeat failed; will retry")
                 continue
             for run_id in lost:
                 entry = self._running.get(run_id)

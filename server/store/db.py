@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -112,6 +114,28 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 def in_unit_of_work() -> bool:
     """Whether a unit of work is open (its writes must join it, not commit on their own)."""
     return _unit_of_work.get() is not None
+
+
+# What a lost database raises, wrapped by `connect` / `DirectPool` or not (a statement on a connection cut mid-use).
+_OUTAGE = (
+    Unavailable,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+)
+
+
+def log_will_retry(logger: logging.Logger, message: str, *args: object) -> None:
+    """From the `except` block of a background loop: log a failure the loop will retry. One line when the database
+    is unreachable (expected while it restarts; a traceback per loop per tick buries what matters), the traceback
+    for anything else."""
+    error = sys.exc_info()[1]
+    if isinstance(error, _OUTAGE):
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        logger.warning(message + " (database unreachable: %s)", *args, cause)
+    else:
+        logger.warning(message, *args, exc_info=True)
 
 
 async def ping(engine: AsyncEngine) -> None:

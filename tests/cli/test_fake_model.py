@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.cli.test_serve import HYPHAE, environment, free_port, stop
+from tests.cli.test_serve import environment, free_port, launch, stop
 from tests.server.runs_helpers import wait_for
 
 
 def test_fake_model_command_answers_chat_completions(data_dir: Path) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [*HYPHAE, "fake-model", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    process = launch(["fake-model", "--port", str(port)])
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -32,19 +28,15 @@ def test_fake_model_command_answers_chat_completions(data_dir: Path) -> None:
         response = httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer k"})
         assert response.json()["choices"][0]["message"]["content"] == "[demo model] Summarize: it works"
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert f"http://127.0.0.1:{port}/v1" in output
+        printed = stop(process)
+    assert f"http://127.0.0.1:{port}/v1" in printed
 
 
 def test_serve_demo_runs_llm_steps_without_an_api_key(data_dir: Path, fresh_database: str) -> None:
     http_port, grpc_port = free_port(), free_port()
     env = environment(data_dir, http_port, grpc_port)
     env.update(HYPHAE_DATABASE_URL=fresh_database, HYPHAE_TRUST_ORG_HEADER="true")
-    process = subprocess.Popen(
-        [*HYPHAE, "serve", "--demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    process = launch(["serve", "--demo"], env)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers={"X-Org-Id": "demo-org"}) as api:
             deadline = time.monotonic() + 60

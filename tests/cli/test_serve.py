@@ -7,8 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -50,12 +52,33 @@ def spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*HYPHAE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# Output of processes from `launch`, by pid. A file, not a pipe: nobody reads a pipe while the test runs, and a
+# server that logs a lot (retries during a database outage) would block on a full pipe and stop answering.
+_outputs: dict[int, IO[str]] = {}
+
+
+def launch(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """A `hyphae` process (args after `hyphae`) whose stdout and stderr go to a temporary file; `output` reads it."""
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by `stop`
+    process = subprocess.Popen([*HYPHAE, *args], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    _outputs[process.pid] = log
+    return process
+
+
+def output(process: subprocess.Popen[str]) -> str:
+    """All a `launch`ed process has printed so far."""
+    log = _outputs[process.pid]
+    log.flush()
+    log.seek(0)
+    return log.read()
+
+
 def start(env: dict[str, str], http_port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen([*HYPHAE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = launch(["serve"], env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"hyphae serve exited early:\n{process.stdout.read() if process.stdout else ''}")
+            raise AssertionError(f"hyphae serve exited early:\n{output(process)}")
         try:
             if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1).status_code == 200:
                 return process
@@ -66,10 +89,13 @@ def start(env: dict[str, str], http_port: int) -> subprocess.Popen[str]:
 
 
 def stop(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C a `launch`ed process; it must exit 0. Returns its output."""
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    return output
+    process.wait(timeout=30)
+    printed = output(process)
+    _outputs.pop(process.pid).close()
+    assert process.returncode == 0, printed
+    return printed
 
 
 def test_serve_stops_cleanly_and_keeps_data_between_starts(data_dir: Path) -> None:
@@ -117,12 +143,8 @@ def test_gateway_command_fronts_a_running_server(data_dir: Path) -> None:
     http_port, grpc_port, gateway_port = free_port(), free_port(), free_port()
     env = environment(data_dir, http_port, grpc_port)
     server = start(env, http_port)
-    gateway = subprocess.Popen(
-        [*HYPHAE, "gateway", "--grpc-target", f"127.0.0.1:{grpc_port}"],
-        env={**env, "HYPHAE_HTTP_PORT": str(gateway_port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    gateway = launch(
+        ["gateway", "--grpc-target", f"127.0.0.1:{grpc_port}"], {**env, "HYPHAE_HTTP_PORT": str(gateway_port)}
     )
     try:
         base = f"http://127.0.0.1:{gateway_port}"
@@ -141,8 +163,7 @@ def test_gateway_command_fronts_a_running_server(data_dir: Path) -> None:
         ]
         assert names == ["via-gateway"]
     finally:
-        gateway.send_signal(signal.SIGINT)
-        gateway.communicate(timeout=30)
+        stop(gateway)
         stop(server)
 
 

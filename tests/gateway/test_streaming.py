@@ -4,8 +4,9 @@ descriptor pool so the contract itself stays clean."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -83,8 +84,10 @@ def tick_service() -> ServiceDescriptor:
     return pool.FindServiceByName(f"{PACKAGE}.TickService")
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
+@contextlib.contextmanager
+def tick_server() -> Iterator[tuple[str, Callable[[], None]]]:
+    """The gateway over a gRPC TickService, on one event loop in a thread, as `hyphae serve` runs them: its URL and
+    a function that shuts it down as Ctrl-C does (called again on exit)."""
     service = tick_service()
     request_class = message_factory.GetMessageClass(service.methods_by_name["WatchTicks"].input_type)
     response_class = message_factory.GetMessageClass(service.methods_by_name["WatchTicks"].output_type)
@@ -96,6 +99,8 @@ def base_url() -> Iterator[str]:
             yield response_class(sequence=sequence, text=f"tick {sequence}")
         if request.fail == "late":
             await context.abort(grpc.StatusCode.INTERNAL, "ticker broke")
+        if request.fail == "never":  # a live feed with nothing more to say
+            await asyncio.Event().wait()
 
     ready = threading.Event()
     state: dict[str, Any] = {}
@@ -110,11 +115,8 @@ def base_url() -> Iterator[str]:
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        http = QuietServer(
-            uvicorn.Config(
-                create_app(f"127.0.0.1:{port}", services=[service]), host="127.0.0.1", port=0, log_level="warning"
-            )
-        )
+        app = create_app(f"127.0.0.1:{port}", services=[service])
+        http = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"), app)
         task = asyncio.create_task(http.serve())
         while not http.started:
             await asyncio.sleep(0.01)
@@ -130,9 +132,22 @@ def base_url() -> Iterator[str]:
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
     assert ready.wait(30)
-    yield str(state["url"])
-    state["loop"].call_soon_threadsafe(state["stop"].set)
-    thread.join(10)
+
+    def shut_down() -> None:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+
+    try:
+        yield str(state["url"]), shut_down
+    finally:
+        if thread.is_alive():
+            shut_down()
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with tick_server() as (url, _):
+        yield url
 
 
 def test_sse_frames_carry_the_sequence_as_id(base_url: str) -> None:
@@ -171,3 +186,16 @@ def test_error_after_events_ends_the_stream_with_an_error_event(base_url: str) -
 def test_an_empty_stream_is_an_empty_body(base_url: str) -> None:
     response = httpx.get(f"{base_url}/ticks", params={"count": 0})
     assert (response.status_code, response.text) == (200, "")
+
+
+def test_open_streams_end_cleanly_when_the_server_shuts_down() -> None:
+    with (
+        tick_server() as (url, shut_down),
+        httpx.stream("GET", f"{url}/ticks", params={"count": 1, "fail": "never"}, timeout=30) as response,
+    ):
+        lines = response.iter_lines()
+        assert [next(lines), next(lines)] == ["id: 1", 'data: {"sequence":1,"text":"tick 1"}']
+        threading.Thread(target=shut_down).start()
+        # The body ends with its terminating chunk (a stream cut mid-response raises RemoteProtocolError here);
+        # the client reconnects elsewhere with Last-Event-ID: 1.
+        assert [line for line in lines if line] == []
