@@ -27,6 +27,7 @@ SQL_TYPES = {
 # Columns every physical table has, set by the server.
 RESERVED = ("id", "created_at", "updated_at")
 MAX_FIELDS = 100
+MAX_BULK_ROWS = 100_000  # rows per bulk insert call
 MAX_TEXT_LENGTH = 1_000_000
 OPERATIONS = ("read", "write", "update", "upsert")
 _INT_TEXT = re.compile(r"^\s*[-+]?\d{1,19}\s*$")
@@ -254,6 +255,18 @@ def fields_from_spec(spec: list[dict[str, Any]]) -> list[Field]:
 COPY_NULL = "\\N"
 _COPY_SPECIAL = re.compile("[\x00\\\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_COPY_UNESCAPES = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
+
+
+def copy_fields(line: str) -> list[str | None]:
+    """The columns of one COPY text line as the text each column's input function receives (None: null). Reverses
+    `copy_text`; any other backslashed character is taken as itself, as COPY does (octal and hex escapes, which
+    this module never writes, are not read)."""
+    return [
+        None if column == COPY_NULL else _COPY_UNESCAPE.sub(lambda m: _COPY_UNESCAPES.get(m[1], m[1]), column)
+        for column in line.split("\t")
+    ]
 
 
 def copy_text(value: Any) -> str:

@@ -18,8 +18,6 @@ from server.services import Context, timestamp
 from server.store import custom_tables as store
 from server.store import pagination, tenant
 
-MAX_BULK_ROWS = 100_000
-
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
@@ -128,8 +126,8 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
     async def BulkInsertRows(self, request: pb.BulkInsertRowsRequest, context: Context) -> pb.BulkInsertRowsResponse:
         if not request.rows:
             raise InvalidArgument("needs at least one row", field="rows")
-        if len(request.rows) > MAX_BULK_ROWS:
-            raise InvalidArgument(f"at most {MAX_BULK_ROWS} rows per call", field="rows")
+        if len(request.rows) > domain.MAX_BULK_ROWS:
+            raise InvalidArgument(f"at most {domain.MAX_BULK_ROWS} rows per call", field="rows")
         return_rows = request.return_rows if request.HasField("return_rows") else True
         async with tenant(self.engine, auth.org_id()) as repo:
             table = await store.find(repo, request.name)

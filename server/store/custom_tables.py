@@ -4,13 +4,15 @@ The real table lives in the schema `hyphae_tables` and is named from the catalog
 user input; it has a bigint identity `id`, one typed column per declared field (the name checked by
 `domain.custom_tables.NAME`, always quoted) with a btree index each, and created/updated timestamps. It is reached
 only through a `Table` that `find` returned for the caller's org via `TenantRepository`, so another org's table is
-simply not found. Every mutation writes its audit rows in the same statement (data-modifying CTEs), so a row change
-and its audit entry commit together. Rows are rendered by Postgres (`row_to_json`, timestamps in UTC): numbers keep
+simply not found. Every mutation writes its audit rows in its transaction (updates and deletes in the same statement,
+as data-modifying CTEs), so a row change and its audit entry commit together; a bulk insert's entries are one row
+(`_bulk_audit`, expanded by `audit_page`). Rows are rendered by Postgres (`row_to_json`, timestamps in UTC): numbers keep
 their digits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
@@ -133,6 +135,30 @@ def _audit_insert(source: str, before: str, after: str, sources: str = "") -> st
     )
 
 
+async def _bulk_audit(repo: TenantRepository, params: dict[str, Any], count: int, copied: str) -> bool:
+    """One audit row for `count` rows inserted as one id range (migration 0014): draws `count` audit ids and, when
+    they are one range, writes the row; False (nothing written) when another writer's ids came in between."""
+    drawn = await repo.connection.execute(
+        sa.text(
+            "WITH q AS MATERIALIZED (SELECT pg_get_serial_sequence('custom_table_audit', 'id')::regclass AS seq), "
+            "s AS (SELECT nextval(q.seq) AS v FROM q, generate_series(1, :n)) SELECT min(v), max(v) FROM s"
+        ),
+        {"n": count},
+    )
+    first, last = drawn.one()
+    if last - first + 1 != count:
+        return False
+    await repo.connection.execute(
+        sa.text(
+            "INSERT INTO custom_table_audit "
+            "(org_id, table_id, id, operation, row_id, row_count, before, after, actor_kind, actor_id) "
+            "VALUES (:org, :table_id, :audit_id, :operation, :low, :n, NULL, :copied, :actor_kind, :actor_id)"
+        ),
+        {**params, "audit_id": first, "n": count, "copied": copied},
+    )
+    return True
+
+
 def _audit_params(repo: TenantRepository, table: Table, operation: str, actor: Actor) -> dict[str, Any]:
     return {
         "org": repo.org_id,
@@ -167,6 +193,8 @@ class Inserted:
 # COPY data goes to Postgres in pieces of about this many characters, each sent as soon as it is encoded, so
 # Postgres stores one piece while the caller encodes the next (two processes, two cores).
 COPY_PIECE = 1 << 16
+# An insert of at least this many rows (ids one range) is audited by one bulk row (migration 0014).
+BULK_AUDIT_ROWS = 2
 
 
 async def insert(
@@ -226,6 +254,9 @@ async def insert_lines(
     raw = await repo.connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
     columns = ", ".join(["id", *(_quote(f.name) for f in table.fields)])
+    # Kept for a bulk audit entry (the rows exactly as COPYed): only when the ids are one range and there are many.
+    bulk = scattered is None and BULK_AUDIT_ROWS <= count <= domain.MAX_BULK_ROWS
+    copied: list[str] | None = [] if bulk else None
     try:
         async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
             piece: list[str] = []
@@ -235,10 +266,16 @@ async def insert_lines(
                 piece.append(text)
                 size += len(text)
                 if size >= COPY_PIECE:
-                    await copy.write("".join(piece))
+                    chunk = "".join(piece)
+                    await copy.write(chunk)
+                    if copied is not None:
+                        copied.append(chunk)
                     piece, size = [], 0
             if piece:
-                await copy.write("".join(piece))
+                chunk = "".join(piece)
+                await copy.write(chunk)
+                if copied is not None:
+                    copied.append(chunk)
     except psycopg.errors.DataError as exc:
         raise _copy_error(exc, row_path) from None
     params: dict[str, Any] = {**_audit_params(repo, table, operation, actor)}
@@ -248,15 +285,19 @@ async def insert_lines(
     else:
         params["ids"] = ids
         mine = "t.id = ANY(:ids)"
+    audited = copied is not None and await _bulk_audit(repo, params, count, "".join(copied))
     rows: list[str] | None = None
-    if return_rows:
+    if return_rows and audited:
+        statement = sa.text(f"SELECT row_to_json(t)::text FROM {table.relation} t WHERE {mine} ORDER BY t.id")
+        rows = [str(r) for r in (await repo.connection.execute(statement, params)).scalars()]
+    elif return_rows:
         statement = sa.text(
             f"WITH ins AS (SELECT t.id, row_to_json(t)::text AS row FROM {table.relation} t WHERE {mine}), "
             f"aud AS ({_audit_insert('ins', 'NULL', 'ins.row')}) "
             "SELECT ins.row FROM ins ORDER BY ins.id"
         )
         rows = [str(r) for r in (await repo.connection.execute(statement, params)).scalars()]
-    else:
+    elif not audited:
         statement = sa.text(_audit_insert("t", "NULL", "row_to_json(t)::text", f"{table.relation} t WHERE {mine}"))
         await repo.connection.execute(statement, params)
     if count >= ANALYZE_AFTER:
@@ -406,13 +447,96 @@ async def count(repo: TenantRepository, table: Table, where: dict[str, Any]) -> 
     return int((await repo.connection.execute(statement, params)).scalar_one())
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    operation: str
+    row_id: int
+    before: str | None
+    after: str | None
+    actor_kind: str
+    actor_id: str
+    created_at: datetime
+
+
 async def audit_page(
     repo: TenantRepository, table: Table, request: pagination.PageRequest, *, row_id: int = 0
-) -> tuple[list[Any], str]:
-    where = [custom_table_audit.c.table_id == table.id]
-    if row_id:
-        where.append(custom_table_audit.c.row_id == row_id)
-    return await repo.page(custom_table_audit, request, sort="id", descending=True, where=where)
+) -> tuple[list[AuditEntry], str]:
+    """Newest first, keyset-paged on the entry id like every listing (`pagination`), bulk rows expanded into their
+    entries (migration 0014): the newest `size + 1 + offset` stored rows below the cursor hold at least that many
+    entries below it, since each row's first entry has the row's own id."""
+    audit = custom_table_audit.c
+    wanted = request.size + 1 + request.offset
+    query = repo.select(custom_table_audit, audit.table_id == table.id)
+    if request.after is not None:
+        query = query.where(audit.id < int(request.after))
+    if row_id:  # a bulk row covering row_id starts at most MAX_BULK_ROWS before it: a bounded index range
+        query = query.where(
+            audit.row_id.between(row_id - domain.MAX_BULK_ROWS + 1, row_id), audit.row_id + audit.row_count > row_id
+        )
+    stored = (await repo.connection.execute(query.order_by(audit.id.desc()).limit(wanted))).all()
+    entries: list[AuditEntry] = []
+    copied: list[tuple[int, str]] = []  # (position in entries, COPY line) of the expanded entries
+    for row in stored:
+        if row.row_count == 1:
+            entries.append(
+                AuditEntry(
+                    row.id,
+                    row.operation,
+                    row.row_id,
+                    row.before,
+                    row.after,
+                    row.actor_kind,
+                    row.actor_id,
+                    row.created_at,
+                )
+            )
+            continue
+        lines = row.after.split("\n")
+        offsets = [row_id - row.row_id] if row_id else range(row.row_count - 1, -1, -1)
+        for k in offsets:
+            if request.after is not None and row.id + k >= int(request.after):
+                continue
+            copied.append((len(entries), lines[k]))
+            entries.append(
+                AuditEntry(
+                    row.id + k, row.operation, row.row_id + k, None, None, row.actor_kind, row.actor_id, row.created_at
+                )
+            )
+            if len(entries) >= wanted:
+                break
+        if len(entries) >= wanted:
+            break
+    rendered = await _render_copied(repo, table, [(line, entries[i].created_at) for i, line in copied])
+    for (position, _), after in zip(copied, rendered, strict=True):
+        entries[position] = dataclasses.replace(entries[position], after=after)
+    return pagination.next_token(entries[request.offset :], request, "id")
+
+
+async def _render_copied(repo: TenantRepository, table: Table, lines: list[tuple[str, datetime]]) -> list[str]:
+    """Rows as a bulk insert COPYed them (with the insert's time as created/updated) rendered as `row_to_json` of the
+    stored row renders them: each column's text through its type's input function, as COPY read it."""
+    if not lines:
+        return []
+    width = 1 + len(table.fields)
+    values: list[str | None] = []
+    for line, created_at in lines:
+        columns = domain.copy_fields(line)
+        if len(columns) != width:
+            raise ValueError(f"a bulk audit line of {table.id} has {len(columns)} columns, not {width}")
+        values.extend(columns)
+        values.append(created_at.isoformat())
+    await _utc(repo)
+    stride = width + 1
+    casts = [f"v[i * {stride} + 1]::bigint"]
+    casts += [f"v[i * {stride} + {n + 2}]::{domain.SQL_TYPES[f.type]}" for n, f in enumerate(table.fields)]
+    casts += [f"v[i * {stride} + {stride}]::timestamptz"] * 2
+    statement = sa.text(
+        f"SELECT row_to_json(ROW({', '.join(casts)})::{table.relation})::text "
+        "FROM (SELECT CAST(:values AS text[]) AS v) a, generate_series(0, :n - 1) AS i ORDER BY i"
+    )
+    result = await repo.connection.execute(statement, {"values": values, "n": len(lines)})
+    return [str(r) for r in result.scalars()]
 
 
 async def claim_step(repo: TenantRepository, key: str) -> str | None:

@@ -286,10 +286,12 @@ custom_table_audit = sa.Table(
     sa.Column("operation", sa.Text, nullable=False),  # insert, update, upsert or delete
     sa.Column("row_id", sa.BigInteger, nullable=False),
     sa.Column("before", sa.Text, nullable=True),
-    sa.Column("after", sa.Text, nullable=True),
+    sa.Column("after", sa.Text, nullable=True),  # of a bulk entry (row_count > 1): the rows' COPY text lines
     sa.Column("actor_kind", sa.Text, nullable=False),  # api_key, org_header, run, agent or sdk_user
     sa.Column("actor_id", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
+    # > 1: one bulk insert standing for this many entries (ids and row ids one range each; migration 0014)
+    sa.Column("row_count", sa.Integer, nullable=False, server_default="1"),
     sa.Index("ix_custom_table_audit_row", "org_id", "table_id", "row_id"),
 )
 

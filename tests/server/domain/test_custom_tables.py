@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.domain.custom_tables import CopyEncoder, Field, Schema, check_name, coerce, copy_text
+from server.domain.custom_tables import CopyEncoder, Field, Schema, check_name, coerce, copy_fields, copy_text
 from server.errors import InvalidArgument
 
 
@@ -142,3 +142,17 @@ def test_copy_lines_refuse_what_a_single_insert_refuses_with_the_same_message(ro
 def test_a_name_that_is_not_a_plain_identifier_is_refused(name: str) -> None:
     with pytest.raises(InvalidArgument):
         check_name(name, "name")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["plain", "1.50", None],
+        ["tab\there", "new\nline", "cr\rlf", "back\\slash", "\\N", "\\t literally", ""],
+        ["é ✓ 🙂", None, None],
+    ],
+)
+def test_copy_fields_reads_back_what_copy_text_wrote(values: list[str | None]) -> None:
+    line = "\t".join(copy_text(value) for value in values)
+    assert "\n" not in line
+    assert copy_fields(line) == values
