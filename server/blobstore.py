@@ -3,9 +3,10 @@
 `LocalBlobStore` (the default) keeps them under `<data dir>/blobs/<org>/<sha[:2]>/<sha>`. A blob is written to a
 temporary file while it is hashed and counted (an upload is refused as soon as it passes the limit, so at most
 limit + one chunk is ever written), fsync'ed, and only then renamed into place — a crash leaves a stray temporary
-file, never a truncated blob under a real checksum. Readers stream the file in chunks. A writer hashes and writes
-each 1 MiB buffer in a thread while the next one is received (hashlib and file writes release the GIL); one buffer
-at a time, so the order holds and memory stays at two buffers.
+file, never a truncated blob under a real checksum. Readers stream the file in chunks. A writer hashes each 1 MiB
+buffer in its hashing thread and writes it in its disk thread while the next ones are received (hashlib and file
+writes release the GIL, and a write into new blocks costs several times the hash); one thread each, so the order
+holds, and at most IN_FLIGHT buffers queued, so memory stays flat and a slow write does not stall the receiver.
 
 `S3BlobStore` (HYPHAE_BLOB_URL=s3://bucket/prefix) spools the same way to a local temporary file, then uploads it
 with boto3 (in a thread); credentials, region and endpoint come from boto3's standard configuration (AWS_*).
@@ -14,10 +15,12 @@ with boto3 (in a thread); credentials, region and endpoint come from boto3's sta
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -25,6 +28,7 @@ from urllib.parse import quote, urlsplit
 from server.errors import PayloadTooLarge
 
 CHUNK_BYTES = 1024 * 1024  # read size of downloads, and how much a writer buffers before a disk write
+IN_FLIGHT = 4  # buffers a writer has handed to its threads and not seen done
 
 
 class BlobWriter:
@@ -38,7 +42,9 @@ class BlobWriter:
         self._hash = hashlib.sha256()
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._writing: asyncio.Future[None] | None = None  # the buffer being hashed and written, at most one
+        self._hashing = ThreadPoolExecutor(1, thread_name_prefix="blob-hash")
+        self._disk = ThreadPoolExecutor(1, thread_name_prefix="blob-write")
+        self._in_flight: collections.deque[asyncio.Future[Any]] = collections.deque()  # oldest first
         self.limit = limit
         self.size = 0
         self.sha256 = ""
@@ -58,27 +64,31 @@ class BlobWriter:
             await self._flush()
 
     async def _flush(self) -> None:
-        """Hand the buffer to the thread once the previous one is written; returns without waiting for it."""
+        """Hand the buffer to the threads (once fewer than IN_FLIGHT are queued); returns without waiting for it."""
         data = b"".join(self._buffer)
         self._buffer, self._buffered = [], 0
-        await self._written()
-        if data:
-            self._writing = asyncio.get_running_loop().run_in_executor(None, self._write, data)
+        if not data:
+            return
+        await self._written(keep=IN_FLIGHT - 1)
+        loop = asyncio.get_running_loop()
+        hashed = loop.run_in_executor(self._hashing, self._hash.update, data)
+        self._in_flight.append(asyncio.gather(hashed, loop.run_in_executor(self._disk, self._file.write, data)))
 
-    async def _written(self) -> None:
-        """Wait for the buffer in the thread (its error, e.g. a full disk, is raised here)."""
-        if self._writing is not None:
-            await self._writing  # kept while awaited: a cancelled or failed wait leaves it for `abort` to wait on
-            self._writing = None
+    async def _written(self, keep: int = 0) -> None:
+        """Wait until at most `keep` buffers are queued (an error, e.g. a full disk, is raised here)."""
+        while len(self._in_flight) > keep:
+            await self._in_flight[0]  # kept while awaited: a cancelled or failed wait leaves it for `abort`
+            self._in_flight.popleft()
 
-    def _write(self, data: bytes) -> None:
-        self._hash.update(data)
-        self._file.write(data)
+    def _stop_threads(self) -> None:
+        self._hashing.shutdown(wait=False)
+        self._disk.shutdown(wait=False)
 
     async def finish(self) -> str:
         """Flush and fsync; returns the hex SHA-256."""
         await self._flush()
         await self._written()
+        self._stop_threads()
         await asyncio.to_thread(self._close_synced)
         self.sha256 = self._hash.hexdigest()
         return self.sha256
@@ -92,11 +102,13 @@ class BlobWriter:
     async def abort(self) -> None:
         """Discard the temporary file (idempotent)."""
         self._buffer = []
-        if self._writing is not None:  # the thread must be done with the file before it is closed
-            writing, self._writing = self._writing, None
-            await asyncio.wait([writing])
-            if not writing.cancelled():
-                writing.exception()  # retrieved: the upload is discarded either way
+        if self._in_flight:  # the threads must be done with the file before it is closed
+            in_flight, self._in_flight = list(self._in_flight), collections.deque()
+            await asyncio.wait(in_flight)
+            for done in in_flight:
+                if not done.cancelled():
+                    done.exception()  # retrieved: the upload is discarded either way
+        self._stop_threads()
         if not self._file.closed:
             self._file.close()
         self.path.unlink(missing_ok=True)
