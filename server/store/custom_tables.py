@@ -6,8 +6,8 @@ user input; it has a bigint identity `id`, one typed column per declared field (
 only through a `Table` that `find` returned for the caller's org via `TenantRepository`, so another org's table is
 simply not found. Every mutation writes its audit rows in its transaction (updates and deletes in the same statement,
 as data-modifying CTEs), so a row change and its audit entry commit together; a bulk insert's entries are one row
-(`_bulk_audit`, expanded by `audit_page`). Rows are rendered by Postgres (`row_to_json`, timestamps in UTC): numbers keep
-their digits.
+(`_bulk_audit`, expanded by `audit_page`). Rows are rendered by Postgres (`row_to_json`, timestamps in UTC): numbers
+keep their digits.
 """
 
 from __future__ import annotations
