@@ -151,10 +151,10 @@ async def resume(
         {"run_id": run.id, "step_index": index},
         {"status": "answered", "answer": _dumps(answer), "answered_at": now},
     )
-    await repo.connection.execute(
-        sa.update(run_steps)
-        .where(run_steps.c.org_id == repo.org_id, run_steps.c.run_id == run.id, run_steps.c.index == index)
-        .values(status="completed", output=_dumps(step_output), completed_at=now)
+    await repo.update(
+        run_steps,
+        {"run_id": run.id, "index": index},
+        {"status": "completed", "output": _dumps(step_output), "completed_at": now},
     )
     context = {**json.loads(run.context), **context_updates}
     await repo.update(
