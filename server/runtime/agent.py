@@ -102,7 +102,7 @@ class ReactRunner:
     async def _loop(self) -> Result:
         async with connect(self.executor.engine) as connection:
             self.rows = await store.load(connection, self.lease, self.key)
-        self.llm_settings = await self.executor._config(self.lease.org_id, {"settings:llm_base_url", "api:llm_api_key"})
+        self.llm_settings = await self.executor._config(self.lease.org_id, llm.SETTINGS_KEYS)
         objective = evaluate.stringify(evaluate.resolve(self.settings.objective, self.context))
         tools = await self._tools()
         by_name = {tool.name: tool for tool in tools}

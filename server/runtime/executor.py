@@ -14,8 +14,9 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psycopg
@@ -536,7 +537,7 @@ class Executor:
     ) -> str:
         """Fill the template from the step's properties (then the context) and ask the org's model."""
         prompt = evaluate.stringify(evaluate.resolve(action.template, context, scopes=[properties]))
-        settings = await self._config(lease.org_id, {"settings:llm_base_url", "api:llm_api_key"})
+        settings = await self._config(lease.org_id, llm.SETTINGS_KEYS)
         defaults = self.llm_defaults
         try:
             return await llm.complete(
@@ -602,24 +603,10 @@ class Executor:
             raise StepFailed(f"query failed: {evaluate.redact(message, secrets.values())}") from None
 
     async def load_actions(self, org_id: str) -> dict[str, action_pb2.Action]:
-        async with connect(self.engine) as connection:
-            repo = TenantRepository(connection, org_id)
-            rows = (await connection.execute(repo.select(actions_table))).all()
-        return {row.action_name: action_pb2.Action.FromString(row.spec) for row in rows}
+        return {action.name: action.spec for action in await load_actions(self.engine, org_id)}
 
-    async def _config(self, org_id: str, keys: set[str]) -> dict[str, str]:
-        """The org's config values of `keys` that are set (decrypted; JSON values as text)."""
-        if not keys:
-            return {}
-        async with connect(self.engine) as connection:
-            repo = TenantRepository(connection, org_id)
-            rows = (await connection.execute(repo.select(org_config, org_config.c.key.in_(sorted(keys))))).all()
-        found = {}
-        for row in rows:
-            raw = self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), config_context(org_id, row.key))
-            value = json.loads(raw)
-            found[row.key] = value if isinstance(value, str) else json.dumps(value)
-        return found
+    async def _config(self, org_id: str, keys: AbstractSet[str]) -> dict[str, str]:
+        return await load_config(self.engine, self.box, org_id, keys)
 
     async def _secrets(self, org_id: str, keys: set[str]) -> dict[str, str]:
         """Values of the orgconfig: references a step uses; every one must be set."""
@@ -628,6 +615,35 @@ class Executor:
         if missing:
             raise StepFailed(f"org config key {missing[0]!r} is not set; add it with POST /org-config")
         return found
+
+
+class RegisteredAction(NamedTuple):
+    name: str
+    kind: str
+    spec: action_pb2.Action
+
+
+async def load_actions(engine: AsyncEngine, org_id: str) -> list[RegisteredAction]:
+    """The org's registered actions, by name (the executor, the agents' tools and AI generation read them)."""
+    async with connect(engine) as connection:
+        repo = TenantRepository(connection, org_id)
+        rows = (await connection.execute(repo.select(actions_table).order_by(actions_table.c.action_name))).all()
+    return [RegisteredAction(row.action_name, row.kind, action_pb2.Action.FromString(row.spec)) for row in rows]
+
+
+async def load_config(engine: AsyncEngine, box: SecretBox, org_id: str, keys: AbstractSet[str]) -> dict[str, str]:
+    """The org's config values of `keys` that are set (decrypted; JSON values as text)."""
+    if not keys:
+        return {}
+    async with connect(engine) as connection:
+        repo = TenantRepository(connection, org_id)
+        rows = (await connection.execute(repo.select(org_config, org_config.c.key.in_(sorted(keys))))).all()
+    found = {}
+    for row in rows:
+        raw = box.open(Sealed(row.key_id, row.nonce, row.ciphertext), config_context(org_id, row.key))
+        value = json.loads(raw)
+        found[row.key] = value if isinstance(value, str) else json.dumps(value)
+    return found
 
 
 _POSITIONAL = re.compile(r"\$(\d+)")

@@ -21,26 +21,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from hyphae.actions.v1 import action_pb2
 from hyphae.api.v1 import json_pb2
 from hyphae.workflows.v1 import workflow_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.crypto import Sealed, SecretBox, config_context
+from server.crypto import SecretBox
 from server.domain import actions as action_rules
 from server.domain import evaluate
 from server.domain.generation import MAX_ATTEMPTS, ActionInfo, action_from_json, build_prompt, parse_answer
 from server.errors import HyphaeError
 from server.runtime import llm, outbound
-from server.runtime.executor import LlmDefaults
+from server.runtime.executor import LlmDefaults, load_actions, load_config
 from server.services.workflows import sync_schedule, validated_definition
 from server.store import TenantRepository
 from server.store import actions as action_store
 from server.store import generations as store
 from server.store import workflows as workflow_store
 from server.store.db import connect, log_will_retry
-from server.store.tables import actions as actions_table
-from server.store.tables import org_config
 from server.store.tables import workflows as workflows_table
 
 log = logging.getLogger("hyphae.generation")
@@ -141,7 +138,7 @@ class Generator:
         options: dict[str, Any] = json.loads(row.options)
         attempts: list[dict[str, Any]] = json.loads(row.attempts)
         result: dict[str, Any] | None = json.loads(row.result) if row.result else None
-        settings = await self._config(row.org_id, {"settings:llm_base_url", "api:llm_api_key"})
+        settings = await load_config(self.engine, self.box, row.org_id, llm.SETTINGS_KEYS)
         api_key = settings.get("api:llm_api_key") or self.llm_defaults.api_key
         actions = await self._actions(row.org_id)
         while len(attempts) < MAX_ATTEMPTS:
@@ -222,25 +219,8 @@ class Generator:
         return candidate
 
     async def _actions(self, org_id: str) -> list[ActionInfo]:
-        async with connect(self.engine) as connection:
-            repo = TenantRepository(connection, org_id)
-            rows = (await connection.execute(repo.select(actions_table).order_by(actions_table.c.action_name))).all()
-        return [
-            ActionInfo(row.action_name, row.kind, action_pb2.Action.FromString(row.spec).description) for row in rows
-        ]
-
-    async def _config(self, org_id: str, keys: set[str]) -> dict[str, str]:
-        """The org's model settings that are set (decrypted)."""
-        async with connect(self.engine) as connection:
-            repo = TenantRepository(connection, org_id)
-            rows = (await connection.execute(repo.select(org_config, org_config.c.key.in_(sorted(keys))))).all()
-        found = {}
-        for row in rows:
-            value = json.loads(
-                self.box.open(Sealed(row.key_id, row.nonce, row.ciphertext), config_context(org_id, row.key))
-            )
-            found[row.key] = value if isinstance(value, str) else json.dumps(value)
-        return found
+        actions = await load_actions(self.engine, org_id)
+        return [ActionInfo(action.name, action.kind, action.spec.description) for action in actions]
 
 
 async def _provision(repo: TenantRepository, result: dict[str, Any], *, creating: bool) -> str | None:

@@ -11,6 +11,9 @@ import httpx
 
 from server.runtime import outbound
 
+# The org config keys naming the org's model (llm actions, agents, AI generation); unset ones fall back to the
+# server's defaults (executor.LlmDefaults).
+SETTINGS_KEYS = frozenset({"settings:llm_base_url", "api:llm_api_key"})
 KEY_MISSING = "llm_key_missing: set the org config key api:llm_api_key (POST /org-config) or HYPHAE_LLM_API_KEY"
 
 

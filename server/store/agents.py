@@ -117,25 +117,18 @@ async def resume(repo: TenantRepository, run_id: str, human_input: Any) -> int:
         raise Conflict(f"run {run_id!r} is paused, but not by an agent (answer its approval or form instead)")
     payload = json.loads(pause.payload)
     now = sa.func.now()
-    await repo.connection.execute(
-        sa.update(agent_steps)
-        .where(
-            agent_steps.c.org_id == repo.org_id,
-            agent_steps.c.run_id == run_id,
-            agent_steps.c.scope == payload["scope"],
-            agent_steps.c.seq == payload["seq"],
-        )
-        .values(response=_dumps({"observation": human_input}), success=True, completed_at=now)
+    await repo.update(
+        agent_steps,
+        {"run_id": run_id, "scope": payload["scope"], "seq": payload["seq"]},
+        {"response": _dumps({"observation": human_input}), "success": True, "completed_at": now},
     )
     await repo.update(
         interrupts,
         {"run_id": run_id, "step_index": pause.step_index},
         {"status": "answered", "answer": _dumps({"human_input": human_input}), "answered_at": now},
     )
-    await repo.connection.execute(
-        sa.update(run_steps)
-        .where(run_steps.c.org_id == repo.org_id, run_steps.c.run_id == run_id, run_steps.c.index == pause.step_index)
-        .values(status="running", completed_at=None)
+    await repo.update(
+        run_steps, {"run_id": run_id, "index": pause.step_index}, {"status": "running", "completed_at": None}
     )
     await repo.update(runs, {"id": run_id}, {"status": "running", "current_step": pause.step_index, "updated_at": now})
     await run_store.append_event(

@@ -147,6 +147,7 @@ async def claim_unindexed(
     """A document whose current version waits for indexing, locked until the caller's transaction ends (rows
     another indexer holds are skipped; a crash before commit leaves it pending): the given (org, id), or the
     oldest of any org that has waited at least `stale_seconds`."""
+    # not tenant-scoped: the indexers' queue spans every org (the claimed row names its org)
     query = sa.select(documents).where(documents.c.index_status == "pending")
     if document is not None:
         query = query.where(documents.c.org_id == document[0], documents.c.id == document[1])
@@ -177,8 +178,8 @@ async def delete(repo: TenantRepository, document_id: str) -> list[str]:
         str(value)
         for value in (
             await repo.connection.execute(
-                sa.select(document_versions.c.checksum_sha256)
-                .where(document_versions.c.org_id == repo.org_id, document_versions.c.document_id == document_id)
+                repo.select(document_versions, document_versions.c.document_id == document_id)
+                .with_only_columns(document_versions.c.checksum_sha256)
                 .distinct()
             )
         ).scalars()
@@ -189,8 +190,8 @@ async def delete(repo: TenantRepository, document_id: str) -> list[str]:
 
 
 async def blob_in_use(repo: TenantRepository, checksum: str) -> bool:
-    query = sa.select(sa.literal(1)).where(
-        document_versions.c.org_id == repo.org_id, document_versions.c.checksum_sha256 == checksum
+    query = repo.select(document_versions, document_versions.c.checksum_sha256 == checksum).with_only_columns(
+        sa.literal(1)
     )
     return (await repo.connection.execute(query.limit(1))).first() is not None
 
@@ -210,20 +211,20 @@ async def page(
 
 
 async def usage(repo: TenantRepository) -> dict[str, int]:
-    versions = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(document_versions.c.size_bytes), 0)).where(
-        document_versions.c.org_id == repo.org_id
+    versions = repo.select(document_versions).with_only_columns(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(document_versions.c.size_bytes), 0)
     )
     version_count, total_bytes = (await repo.connection.execute(versions)).one()
     blobs = (
-        sa.select(document_versions.c.checksum_sha256, sa.func.max(document_versions.c.size_bytes).label("size"))
-        .where(document_versions.c.org_id == repo.org_id)
+        repo.select(document_versions)
+        .with_only_columns(
+            document_versions.c.checksum_sha256, sa.func.max(document_versions.c.size_bytes).label("size")
+        )
         .group_by(document_versions.c.checksum_sha256)
         .subquery()
     )
     stored = (await repo.connection.execute(sa.select(sa.func.coalesce(sa.func.sum(blobs.c.size), 0)))).scalar_one()
-    count = (
-        await repo.connection.execute(sa.select(sa.func.count()).where(documents.c.org_id == repo.org_id))
-    ).scalar_one()
+    count = (await repo.connection.execute(repo.select(documents).with_only_columns(sa.func.count()))).scalar_one()
     return {
         "total_bytes": int(total_bytes),
         "document_count": int(count),
@@ -258,6 +259,7 @@ async def audit_page(
 
 async def expired(connection: AsyncConnection, limit: int = 100) -> list[tuple[str, str]]:
     """(org_id, id) of documents past their expiry, across orgs (the expiry timer then works per org)."""
+    # not tenant-scoped: the ttl sweep runs for every org
     query = (
         sa.select(documents.c.org_id, documents.c.id)
         .where(documents.c.expires_at.is_not(None), documents.c.expires_at <= sa.func.now())

@@ -58,17 +58,16 @@ async def open_interrupt(
     )
 
 
+# An interrupt's run (same org: the repository filters the interrupts, the join keeps their runs).
+_RUN = sa.and_(runs.c.org_id == interrupts.c.org_id, runs.c.id == interrupts.c.run_id)
+
+
 async def pending(repo: TenantRepository, kind: str, run_id: str = "") -> list[sa.Row[Any]]:
     """Pending interrupts of paused runs, oldest first, with their run's workflow id."""
     query = (
-        sa.select(interrupts, runs.c.workflow_id)
-        .join(runs, sa.and_(runs.c.org_id == interrupts.c.org_id, runs.c.id == interrupts.c.run_id))
-        .where(
-            interrupts.c.org_id == repo.org_id,
-            interrupts.c.kind == kind,
-            interrupts.c.status == "pending",
-            runs.c.status == "paused",
-        )
+        repo.select(interrupts, interrupts.c.kind == kind, interrupts.c.status == "pending", runs.c.status == "paused")
+        .add_columns(runs.c.workflow_id)
+        .join(runs, _RUN)
         .order_by(interrupts.c.created_at)
     )
     if run_id:
@@ -92,9 +91,9 @@ async def page(
     """Interrupts of every kind, oldest first; a pending one only while its run is paused (a cancelled run's pause
     is not answerable any more)."""
     query = (
-        sa.select(interrupts, runs.c.workflow_id, _CURSOR.label("cursor"))
-        .join(runs, sa.and_(runs.c.org_id == interrupts.c.org_id, runs.c.id == interrupts.c.run_id))
-        .where(interrupts.c.org_id == repo.org_id, interrupts.c.status == status)
+        repo.select(interrupts, interrupts.c.status == status)
+        .add_columns(runs.c.workflow_id, _CURSOR.label("cursor"))
+        .join(runs, _RUN)
     )
     if status == "pending":
         query = query.where(runs.c.status == "paused")
@@ -151,10 +150,10 @@ async def resume(
         {"run_id": run.id, "step_index": index},
         {"status": "answered", "answer": _dumps(answer), "answered_at": now},
     )
-    await repo.connection.execute(
-        sa.update(run_steps)
-        .where(run_steps.c.org_id == repo.org_id, run_steps.c.run_id == run.id, run_steps.c.index == index)
-        .values(status="completed", output=_dumps(step_output), completed_at=now)
+    await repo.update(
+        run_steps,
+        {"run_id": run.id, "index": index},
+        {"status": "completed", "output": _dumps(step_output), "completed_at": now},
     )
     context = {**json.loads(run.context), **context_updates}
     await repo.update(
