@@ -110,6 +110,7 @@ async def build_grpc_server(
                 engine,
                 anonymous_limiter=anonymous_limiter,
                 request_hash_key=box.derive(b"idempotency"),
+                trusted_proxies=settings.trusted_proxies,
             )
         ],
         options=[
