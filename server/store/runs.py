@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.errors import Conflict, NotFound
 from server.ids import new_id
 from server.store import pagination
+from server.store.db import clock
 from server.store.repository import TenantRepository
 from server.store.tables import run_events, run_steps, runs
 
@@ -140,17 +141,12 @@ async def events(repo: TenantRepository, run_id: str, *, after_sequence: int, li
     return list((await repo.connection.execute(query)).all())
 
 
-async def clock(repo: TenantRepository) -> Any:
-    """The database's now() (event timestamps come from that clock)."""
-    return (await repo.connection.execute(sa.select(sa.func.now()))).scalar_one()
-
-
 async def recent_events(
     repo: TenantRepository, *, since: Any, window: timedelta, limit: int
 ) -> tuple[Any, list[sa.Row[Any]]]:
     """The database's clock and the org's events appended at or after `since` and within `window` of now (oldest
     first): how a live org stream catches up when it may have missed notifications."""
-    now = await clock(repo)
+    now = await clock(repo.connection)
     query = (
         repo.select(run_events, run_events.c.created_at >= since, run_events.c.created_at >= now - window)
         .order_by(run_events.c.created_at, run_events.c.run_id, run_events.c.sequence)
