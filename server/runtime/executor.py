@@ -67,10 +67,6 @@ class Outcome:
     started: bool = False
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
-
-
 @dataclass(frozen=True)
 class LlmDefaults:
     """The server's model endpoint; an org overrides it with settings:llm_base_url and api:llm_api_key."""
@@ -150,7 +146,7 @@ class Executor:
                 step_type=outcome.step_type,
                 status=outcome.status,
                 output_key=outcome.output_key,
-                output=None if outcome.output is None else dumps(outcome.output),
+                output=None if outcome.output is None else jsonvalue.dumps(outcome.output, default=str),
                 error=outcome.error,
                 on_false=outcome.on_false,
                 started=outcome.started,
@@ -161,7 +157,12 @@ class Executor:
             async with direct_pool(self.engine).connection() as connection:
                 if not final:
                     await store.commit(
-                        connection, lease, context=dumps(context), events=events, step=step, current_step=index + 1
+                        connection,
+                        lease,
+                        context=jsonvalue.dumps(context, default=str),
+                        events=events,
+                        step=step,
+                        current_step=index + 1,
                     )
                     continue
                 failed = outcome.status == "failed"
@@ -173,11 +174,11 @@ class Executor:
                 await store.commit(
                     connection,
                     lease,
-                    context=dumps(context),
+                    context=jsonvalue.dumps(context, default=str),
                     events=events,
                     step=step,
                     status="failed" if failed else "completed",
-                    output=None if failed or last_output is None else dumps(last_output),
+                    output=None if failed or last_output is None else jsonvalue.dumps(last_output, default=str),
                     error=f"step {index} ({outcome.step_type}): {outcome.error}" if failed else "",
                 )
                 return
@@ -193,7 +194,7 @@ class Executor:
             index,
             status=outcome.status,
             output_key=outcome.output_key,
-            output=None if outcome.output is None else dumps(outcome.output),
+            output=None if outcome.output is None else jsonvalue.dumps(outcome.output, default=str),
             error=outcome.error,
             on_false=outcome.on_false,
         )
@@ -206,8 +207,10 @@ class Executor:
             await store.hold(connection, lease)
             await self._record_step(connection, lease, index, outcome)
             await interrupts.open_interrupt(connection, lease, index=index, kind=kind, payload=payload, ttl_seconds=ttl)
-            await store.advance(connection, lease, context=dumps(context), current_step=index)
-            await store.finish(connection, lease, status="paused", context=dumps(context), output=None, error="")
+            await store.advance(connection, lease, context=jsonvalue.dumps(context, default=str), current_step=index)
+            await store.finish(
+                connection, lease, status="paused", context=jsonvalue.dumps(context, default=str), output=None, error=""
+            )
             event = {"approval": "pbot_approval_requested", "form": "pbot_form_requested"}.get(kind, "agent_paused")
             await store.append_event(connection, lease.org_id, lease.run_id, event, {"index": index, **payload})
 
@@ -218,7 +221,7 @@ class Executor:
             await store.commit(
                 connection,
                 lease,
-                context=dumps(context),
+                context=jsonvalue.dumps(context, default=str),
                 events=[(event, {"status": status})],
                 status=status,
                 output=output,

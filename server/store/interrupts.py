@@ -10,15 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import jsonvalue
 from server.errors import Conflict, NotFound
 from server.store import pagination
 from server.store import runs as run_store
 from server.store.repository import TenantRepository
 from server.store.tables import interrupts, run_steps, runs
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 async def open_interrupt(
@@ -38,7 +35,7 @@ async def open_interrupt(
         step_index=index,
         kind=kind,
         status="pending",
-        payload=_dumps(payload),
+        payload=jsonvalue.dumps(payload, default=str),
         expires_at=expires,
     )
     await connection.execute(
@@ -149,18 +146,23 @@ async def resume(
     await repo.update(
         interrupts,
         {"run_id": run.id, "step_index": index},
-        {"status": "answered", "answer": _dumps(answer), "answered_at": now},
+        {"status": "answered", "answer": jsonvalue.dumps(answer, default=str), "answered_at": now},
     )
     await repo.connection.execute(
         sa.update(run_steps)
         .where(run_steps.c.org_id == repo.org_id, run_steps.c.run_id == run.id, run_steps.c.index == index)
-        .values(status="completed", output=_dumps(step_output), completed_at=now)
+        .values(status="completed", output=jsonvalue.dumps(step_output, default=str), completed_at=now)
     )
     context = {**json.loads(run.context), **context_updates}
     await repo.update(
         runs,
         {"id": run.id},
-        {"status": "running", "context": _dumps(context), "current_step": index + 1, "updated_at": now},
+        {
+            "status": "running",
+            "context": jsonvalue.dumps(context, default=str),
+            "current_step": index + 1,
+            "updated_at": now,
+        },
     )
     await run_store.append_event(repo.connection, repo.org_id, run.id, event, {"index": index, **answer})
 
@@ -222,7 +224,11 @@ async def wake_parents(connection: AsyncConnection, limit: int = 100) -> int:
         await connection.execute(
             sa.update(interrupts)
             .where(*keys, interrupts.c.step_index == row.step_index)
-            .values(status="answered", answer=_dumps({"child_run_id": row.id, "status": row.status}), answered_at=now)
+            .values(
+                status="answered",
+                answer=jsonvalue.dumps({"child_run_id": row.id, "status": row.status}, default=str),
+                answered_at=now,
+            )
         )
         queued = await connection.execute(
             sa.update(runs)

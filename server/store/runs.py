@@ -7,7 +7,6 @@ expired (it was paused, or another worker took the run over) cannot write anythi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +17,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import jsonvalue
 from server.errors import Conflict, NotFound
 from server.ids import new_id
 from server.store import pagination
@@ -46,7 +46,7 @@ async def append_event(connection: AsyncConnection, org_id: str, run_id: str, ki
     fenced update, in an earlier statement), so sequence numbers never collide. NOTIFY tells listeners at commit."""
     result = await connection.execute(
         _APPEND_EVENT,
-        {"org": org_id, "run": run_id, "type": kind, "data": json.dumps(data, separators=(",", ":"))},
+        {"org": org_id, "run": run_id, "type": kind, "data": jsonvalue.dumps(data)},
     )
     return int(result.one().sequence)
 
@@ -436,7 +436,7 @@ async def commit(
         "output": output,
         "error": error,
         "event_types": [kind for kind, _ in events],
-        "event_data": [json.dumps(data, separators=(",", ":")) for _, data in events],
+        "event_data": [jsonvalue.dumps(data) for _, data in events],
     }
     if step is not None:
         params.update(
@@ -498,7 +498,7 @@ async def create_direct(
         "run": run_id,
         "input": input_raw,
         "context": context_raw,
-        "data": json.dumps({"workflow_id": workflow_id}, separators=(",", ":")),
+        "data": jsonvalue.dumps({"workflow_id": workflow_id}),
         "owner": lease_owner,
         "lease": float(lease_seconds),
     }
