@@ -207,9 +207,14 @@ class Executor:
             await store.hold(connection, lease)
             await self._record_step(connection, lease, index, outcome)
             await interrupts.open_interrupt(connection, lease, index=index, kind=kind, payload=payload, ttl_seconds=ttl)
-            await store.advance(connection, lease, context=jsonvalue.dumps(context, default=str), current_step=index)
             await store.finish(
-                connection, lease, status="paused", context=jsonvalue.dumps(context, default=str), output=None, error=""
+                connection,
+                lease,
+                status="paused",
+                context=jsonvalue.dumps(context, default=str),
+                output=None,
+                error="",
+                current_step=index,
             )
             event = {"approval": "pbot_approval_requested", "form": "pbot_form_requested"}.get(kind, "agent_paused")
             await store.append_event(connection, lease.org_id, lease.run_id, event, {"index": index, **payload})

@@ -108,21 +108,16 @@ async def take(repo: TenantRepository, run_id: str, index: int, kind: str) -> tu
     run = (await repo.connection.execute(repo.select(runs, runs.c.id == run_id).with_for_update())).first()
     if run is None:
         raise NotFound(f"run {run_id!r} not found")
-    row = (
-        await repo.connection.execute(
-            repo.select(interrupts, interrupts.c.run_id == run_id, interrupts.c.step_index == index).with_for_update()
-        )
-    ).first()
+    # past_due: the deadline on the database's clock, read in the same statement
+    query = repo.select(interrupts, interrupts.c.run_id == run_id, interrupts.c.step_index == index)
+    query = query.add_columns((sa.func.now() > interrupts.c.expires_at).label("past_due")).with_for_update()
+    row = (await repo.connection.execute(query)).first()
     noun = "an approval" if kind == "approval" else "a form"
     if row is None or row.kind != kind:
         raise Conflict(f"run {run_id!r} is not waiting for {noun} at step {index}")
     if row.status == "answered":
         raise Conflict(f"step {index} of run {run_id!r} was already answered at {row.answered_at.isoformat()}")
-    expired = row.status == "expired" or (
-        row.expires_at is not None
-        and (await repo.connection.execute(sa.select(sa.func.now() > row.expires_at))).scalar_one()
-    )
-    if expired:
+    if row.status == "expired" or row.past_due:  # NULL (no deadline) is not past due
         raise Conflict(
             f"step {index} of run {run_id!r} expired at {row.expires_at.isoformat()}; it can no longer be answered"
         )

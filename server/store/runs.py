@@ -246,21 +246,17 @@ async def finish_step(
     )
 
 
-async def advance(connection: AsyncConnection, lease: Lease, *, context: str, current_step: int) -> None:
-    """Commit the run's context after a step (in the step's transaction)."""
-    result = await connection.execute(
-        sa.update(runs)
-        .where(*_fenced(lease))
-        .values(context=context, current_step=current_step, updated_at=sa.func.now())
-    )
-    if not result.rowcount:
-        raise LeaseLost(lease.run_id)
-
-
 async def finish(
-    connection: AsyncConnection, lease: Lease, *, status: str, context: str, output: str | None, error: str
+    connection: AsyncConnection,
+    lease: Lease,
+    *,
+    status: str,
+    context: str,
+    output: str | None,
+    error: str,
+    current_step: int | None = None,
 ) -> None:
-    """A final status (or paused): the lease is released."""
+    """A final status (or paused, parked at `current_step`): the lease is released."""
     values: dict[str, Any] = {
         "status": status,
         "context": context,
@@ -270,6 +266,8 @@ async def finish(
         "lease_expires_at": None,
         "updated_at": sa.func.now(),
     }
+    if current_step is not None:
+        values["current_step"] = current_step
     if status in FINAL:
         values["completed_at"] = sa.func.now()
     result = await connection.execute(sa.update(runs).where(*_fenced(lease)).values(**values))
