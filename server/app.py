@@ -97,6 +97,8 @@ async def build_grpc_server(
     worker: Worker,
     wake_generator: Callable[[], None] = lambda: None,
     indexer: Indexer | None = None,
+    *,
+    blobs: blobstore.BlobStore,
 ) -> tuple[grpc.aio.Server, int]:
     authenticator = Authenticator(engine, trust_org_header=settings.trust_org_header)
     events = EventHub(libpq_url(engine))  # one LISTEN connection per process, for every live stream
@@ -110,6 +112,7 @@ async def build_grpc_server(
                 engine,
                 anonymous_limiter=anonymous_limiter,
                 request_hash_key=box.derive(b"idempotency"),
+                trusted_proxies=settings.trusted_proxies,
             )
         ],
         options=[
@@ -128,7 +131,7 @@ async def build_grpc_server(
     document_service_pb2_grpc.add_DocumentServiceServicer_to_server(
         DocumentService(
             engine,
-            blobstore.from_settings(settings.blob_url, settings.data_dir),
+            blobs,
             max_bytes=settings.max_document_bytes,
             policy=outbound.OutboundPolicy(allow=settings.outbound_allow),
             on_version_stored=indexer.on_version_stored if indexer is not None else None,
@@ -208,7 +211,11 @@ class GrpcServing:
 
 @contextlib.asynccontextmanager
 async def worker_running(
-    settings: Settings, engine: AsyncEngine, box: SecretBox, embedder: Embedder | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    box: SecretBox,
+    blobs: blobstore.BlobStore,
+    embedder: Embedder | None = None,
 ) -> AsyncIterator[Worker]:
     """This process's worker (started only when settings.workers > 0), and next to it the scheduler."""
     from server.runtime.scheduler import Scheduler, running_scheduler
@@ -223,7 +230,7 @@ async def worker_running(
                 policy,
                 client,
                 LlmDefaults(settings.llm_base_url, settings.llm_api_key, settings.llm_model),
-                blobs=blobstore.from_settings(settings.blob_url, settings.data_dir),
+                blobs=blobs,
                 embedder=embedder,
             ),
             concurrency=max(settings.workers, 1),
@@ -265,15 +272,23 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
         await check_secret_keys(engine, box)
         embedder = await knowledge_embedder(engine, settings)
+        # one blob store per process: the worker's steps, the document service, the indexer and document expiry
         blobs = blobstore.from_settings(settings.blob_url, settings.data_dir)
         async with (
-            worker_running(settings, engine, box, embedder) as worker,
+            worker_running(settings, engine, box, blobs, embedder) as worker,
             generator_running(settings, engine, box) as generator,
             # every serving process indexes uploaded documents (a durable queue in Postgres: runtime/indexer.py)
             running_indexer(Indexer(engine, blobs, embedder)) as indexer,
         ):
             grpc_server, port = await build_grpc_server(
-                engine, settings, box, f"{settings.host}:{settings.grpc_port}", worker, generator.wake, indexer
+                engine,
+                settings,
+                box,
+                f"{settings.host}:{settings.grpc_port}",
+                worker,
+                generator.wake,
+                indexer,
+                blobs=blobs,
             )
             await grpc_server.start()
             housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
@@ -297,7 +312,8 @@ async def worker_only(settings: Settings, database_url: str) -> AsyncIterator[Wo
         await check_secret_keys(engine, box)
         busy = replace(settings, workers=max(settings.workers, 1))
         embedder = await knowledge_embedder(engine, settings)
-        async with worker_running(busy, engine, box, embedder) as worker, generator_running(busy, engine, box):
+        blobs = blobstore.from_settings(settings.blob_url, settings.data_dir)
+        async with worker_running(busy, engine, box, blobs, embedder) as worker, generator_running(busy, engine, box):
             yield worker
     finally:
         await dispose(engine)

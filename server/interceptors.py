@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ from hyphae.api.v1 import options_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import auth
+from server.config import LOOPBACK_NETWORKS
 from server.errors import Conflict, HyphaeError, InvalidArgument, RateLimited
 from server.ids import new_id
 from server.ratelimit import RateLimiter
@@ -37,6 +40,15 @@ class MethodPolicy:
     rule: options_pb2.MethodRule
     # Its REST binding is a POST: an Idempotency-Key applies, and anonymous callers are rate limited.
     posts: bool
+
+
+def peer_host(peer: str) -> str:
+    """The host of a gRPC peer: "ipv4:1.2.3.4:5" -> "1.2.3.4", "ipv6:[::1]:5" (or %5B::1%5D) -> "::1"."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer
+    host = urllib.parse.unquote(rest).rpartition(":")[0]
+    return host.removeprefix("[").removesuffix("]")
 
 
 def method_policy(method_path: str) -> MethodPolicy | None:
@@ -67,10 +79,12 @@ class Gatekeeper(_Interceptor):
         *,
         anonymous_limiter: RateLimiter,
         request_hash_key: bytes,
+        trusted_proxies: Iterable[str] = LOOPBACK_NETWORKS,
     ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
         self.anonymous_limiter = anonymous_limiter
+        self.trusted_proxies = tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted_proxies)
         self.engine = engine
         # Request hashes are keyed: the stored hash of a request holding a secret must not allow guessing it.
         self.request_hash_key = request_hash_key
@@ -109,7 +123,7 @@ class Gatekeeper(_Interceptor):
         limiter, rate_key = self.limiter, principal.rate_key
         if principal.kind == "anonymous":
             # Health checks are free; anonymous writes (signup) are limited per client address.
-            limiter, rate_key = self.anonymous_limiter, f"{metadata.get('x-forwarded-for') or peer}"
+            limiter, rate_key = self.anonymous_limiter, self._client_address(metadata, peer)
             if not policy.posts:
                 rate_key = ""
         if rate_key:
@@ -122,6 +136,21 @@ class Gatekeeper(_Interceptor):
                 )
         check_request(request)
         return principal
+
+    def _client_address(self, metadata: dict[str, str], peer: str) -> str:
+        """The caller's address: the gateway's x-forwarded-for when the peer is a trusted proxy, else the peer's
+        own address (without its port: a new connection must not mean a new rate-limit bucket)."""
+        host = peer_host(peer)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:  # not an IP peer (a unix socket): the peer as gRPC names it
+            return host
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        forwarded = metadata.get("x-forwarded-for", "")
+        if forwarded and any(address in network for network in self.trusted_proxies):
+            return forwarded
+        return str(address)
 
     def _unary(
         self,

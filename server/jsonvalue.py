@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from hyphae.api.v1 import json_pb2
@@ -29,5 +30,12 @@ def parse(value: json_pb2.Json, field: str) -> Any:
         raise InvalidArgument(f"is not valid JSON ({exc})", field=field) from None
 
 
+def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact strict JSON text, as stored and sent everywhere: no spaces, UTF-8 kept (no \\u escapes), and NaN or
+    Infinity refused (ValueError) rather than written as text no other JSON reader accepts. `default` as json.dumps
+    (e.g. str, for values such as datetimes)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default)
+
+
 def of(value: Any) -> json_pb2.Json:
-    return json_pb2.Json(raw=json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+    return json_pb2.Json(raw=dumps(value))

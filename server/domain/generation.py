@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from hyphae.actions.v1 import action_pb2
 from hyphae.api.v1 import json_pb2
 
+from server import jsonvalue
 from server.domain import actions as action_rules
 from server.errors import InvalidArgument
 
@@ -106,7 +107,7 @@ def parse_answer(text: str) -> tuple[Draft | None, list[str]]:
     if start < 0 or end <= start:
         return None, ["answer: no JSON object found; answer with one JSON object"]
     try:
-        value = json.loads(candidate[start : end + 1])
+        value = jsonvalue.loads(candidate[start : end + 1])  # strict: a NaN draft is refused here, with a reason
     except ValueError as exc:
         return None, [f"answer: not valid JSON ({exc})"]
     if not isinstance(value, dict):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyphae.actions.v1 import action_pb2
 
+from server import jsonvalue
 from server.domain import agent as react
 from server.domain import evaluate
 from server.runtime import knowledge_tool, launch, llm, mcp_tools, outbound
@@ -356,7 +357,7 @@ class ReactRunner:
                         connection, self.lease, self.key, seq, iteration=iteration, kind="tool", request=request
                     )
                     return {"error": f"workflow {ref!r} not found"}, False
-                raw = json.dumps(child_input, separators=(",", ":"), ensure_ascii=False)
+                raw = jsonvalue.dumps(child_input)
                 _, child_run_id = await launch.start_run(repo, workflow.id, child_input, raw)
                 await store.begin(
                     connection,

@@ -68,10 +68,6 @@ class Outcome:
     started: bool = False
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
-
-
 @dataclass(frozen=True)
 class LlmDefaults:
     """The server's model endpoint; an org overrides it with settings:llm_base_url and api:llm_api_key."""
@@ -151,7 +147,7 @@ class Executor:
                 step_type=outcome.step_type,
                 status=outcome.status,
                 output_key=outcome.output_key,
-                output=None if outcome.output is None else dumps(outcome.output),
+                output=None if outcome.output is None else jsonvalue.dumps(outcome.output, default=str),
                 error=outcome.error,
                 on_false=outcome.on_false,
                 started=outcome.started,
@@ -162,7 +158,12 @@ class Executor:
             async with direct_pool(self.engine).connection() as connection:
                 if not final:
                     await store.commit(
-                        connection, lease, context=dumps(context), events=events, step=step, current_step=index + 1
+                        connection,
+                        lease,
+                        context=jsonvalue.dumps(context, default=str),
+                        events=events,
+                        step=step,
+                        current_step=index + 1,
                     )
                     continue
                 failed = outcome.status == "failed"
@@ -174,11 +175,11 @@ class Executor:
                 await store.commit(
                     connection,
                     lease,
-                    context=dumps(context),
+                    context=jsonvalue.dumps(context, default=str),
                     events=events,
                     step=step,
                     status="failed" if failed else "completed",
-                    output=None if failed or last_output is None else dumps(last_output),
+                    output=None if failed or last_output is None else jsonvalue.dumps(last_output, default=str),
                     error=f"step {index} ({outcome.step_type}): {outcome.error}" if failed else "",
                 )
                 return
@@ -194,7 +195,7 @@ class Executor:
             index,
             status=outcome.status,
             output_key=outcome.output_key,
-            output=None if outcome.output is None else dumps(outcome.output),
+            output=None if outcome.output is None else jsonvalue.dumps(outcome.output, default=str),
             error=outcome.error,
             on_false=outcome.on_false,
         )
@@ -207,8 +208,15 @@ class Executor:
             await store.hold(connection, lease)
             await self._record_step(connection, lease, index, outcome)
             await interrupts.open_interrupt(connection, lease, index=index, kind=kind, payload=payload, ttl_seconds=ttl)
-            await store.advance(connection, lease, context=dumps(context), current_step=index)
-            await store.finish(connection, lease, status="paused", context=dumps(context), output=None, error="")
+            await store.finish(
+                connection,
+                lease,
+                status="paused",
+                context=jsonvalue.dumps(context, default=str),
+                output=None,
+                error="",
+                current_step=index,
+            )
             event = {"approval": "pbot_approval_requested", "form": "pbot_form_requested"}.get(kind, "agent_paused")
             await store.append_event(connection, lease.org_id, lease.run_id, event, {"index": index, **payload})
 
@@ -219,7 +227,7 @@ class Executor:
             await store.commit(
                 connection,
                 lease,
-                context=dumps(context),
+                context=jsonvalue.dumps(context, default=str),
                 events=[(event, {"status": status})],
                 status=status,
                 output=output,

@@ -25,6 +25,7 @@ from hyphae.api.v1 import json_pb2
 from hyphae.workflows.v1 import workflow_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server import jsonvalue
 from server.crypto import SecretBox
 from server.domain import actions as action_rules
 from server.domain import evaluate
@@ -244,7 +245,7 @@ async def _provision(repo: TenantRepository, result: dict[str, Any], *, creating
 
 
 def _workflow(name: str, description: str, definition: Any) -> workflow_pb2.Workflow:
-    raw = json.dumps(definition, ensure_ascii=False, separators=(",", ":"))
+    raw = jsonvalue.dumps(definition)
     return workflow_pb2.Workflow(name=name, description=description, definition=json_pb2.Json(raw=raw))
 
 

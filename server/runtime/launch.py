@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server import jsonvalue
 from server.domain import evaluate
 from server.ids import new_id
 from server.store import TenantRepository
@@ -21,7 +21,7 @@ def _new_run(input_value: dict[str, Any]) -> tuple[str, str]:
     run_id = new_id("run")
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     context = evaluate.new_context(input_value, run_id=run_id, now=now)
-    return run_id, json.dumps(context, separators=(",", ":"), ensure_ascii=False)
+    return run_id, jsonvalue.dumps(context)
 
 
 async def start_run(repo: TenantRepository, workflow_id: str, input_value: dict[str, Any], input_raw: str) -> Any:

@@ -35,6 +35,8 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from server import jsonvalue
+
 USER_AGENT: Final = "hyphae/0.1"
 ALLOW_ENV: Final = "HYPHAE_OUTBOUND_ALLOW"
 TIMEOUT_ENV: Final = "HYPHAE_OUTBOUND_TIMEOUT_SECONDS"
@@ -215,7 +217,7 @@ async def send(
         if content is not None:
             raise ValueError("pass either json_body or content, not both")
         try:
-            body = json.dumps(json_body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+            body = jsonvalue.dumps(json_body).encode()
         except (TypeError, ValueError) as exc:
             raise OutboundError("invalid_request", f"the request body is not JSON: {exc}") from None
         if "content-type" not in request_headers:

@@ -33,7 +33,7 @@ from server.domain import schedule
 from server.runtime.launch import start_run
 from server.store import TenantRepository
 from server.store import schedules as store
-from server.store.db import connect, log_will_retry
+from server.store.db import clock, connect, log_will_retry
 
 log = logging.getLogger("hyphae.scheduler")
 
@@ -54,7 +54,7 @@ class Scheduler:
         """Fire the due schedules (one transaction); returns (schedules taken, runs started)."""
         started = 0
         async with connect(self.engine) as connection:
-            now = await store.clock(connection)
+            now = await clock(connection)
             rows = await store.take_due(connection, limit=self.batch)
             for row in rows:
                 try:

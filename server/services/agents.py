@@ -47,10 +47,6 @@ STOP_REASONS = {
 ESCALATE = "__escalate__"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 def agent_properties(spec: agent_pb2.AgentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the react step's properties, the input) from the body: settings from `config`, overridden by flat keys."""
     config = jsonvalue.parse(spec.config, "config") if spec.HasField("config") else {}
@@ -221,9 +217,9 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             await store.create(
                 repo,
                 run_id=run_id,
-                definition=_dumps(definition),
+                definition=jsonvalue.dumps(definition, default=str),
                 input_raw=request.agent.input.raw if request.agent.HasField("input") else "{}",
-                context_raw=_dumps(run_context),
+                context_raw=jsonvalue.dumps(run_context, default=str),
             )
         self.wake_workers()
         # Inside an idempotent unit of work the run commits only with the answer: answer at once, as with async.

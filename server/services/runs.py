@@ -19,7 +19,7 @@ from server.runtime.worker import Worker
 from server.services import Context, timestamp
 from server.store import pagination, tenant
 from server.store import runs as store
-from server.store.db import direct_pool, in_unit_of_work
+from server.store.db import clock, direct_pool, in_unit_of_work
 
 RUN_STATUS = {
     "running": run_pb2.RUN_STATUS_RUNNING,
@@ -218,7 +218,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         seen: dict[str, tuple[int, datetime]] = {}
         async with self.events.subscribe(org_id) as subscription:
             async with tenant(self.engine, org_id) as repo:
-                since = await store.clock(repo)
+                since = await clock(repo.connection)
             subscription.take_missed()  # nothing before `since` is ours to deliver
             while True:
                 notices = await subscription.wait()

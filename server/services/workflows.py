@@ -24,6 +24,7 @@ from server.store import TenantRepository, pagination, tenant
 from server.store import actions as action_store
 from server.store import schedules as schedule_store
 from server.store import workflows as store
+from server.store.db import clock
 
 
 def to_proto(row: Any) -> workflow_pb2.Workflow:
@@ -61,7 +62,7 @@ async def sync_schedule(repo: TenantRepository, workflow_id: str, spec: Mapping[
     if spec is None:
         await schedule_store.remove(repo, workflow_id)
         return
-    now = await schedule_store.clock(repo.connection)
+    now = await clock(repo.connection)
     due = schedule.next_due(spec, now, anchor=now)
     await schedule_store.put(repo, workflow_id, spec=schedule.canonical(spec), anchor=now, next_due_at=due)
 

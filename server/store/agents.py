@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import jsonvalue
 from server.errors import Conflict, NotFound
 from server.store import pagination
 from server.store import runs as run_store
@@ -22,10 +23,6 @@ from server.store.tables import agent_steps, interrupts, run_steps, runs, workfl
 
 AGENT_WORKFLOW_NAME = "agent"
 AGENT_PREFIX = "agent-"
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 # --- services (one org) ------------------------------------------------------------------------------------------
@@ -120,12 +117,16 @@ async def resume(repo: TenantRepository, run_id: str, human_input: Any) -> int:
     await repo.update(
         agent_steps,
         {"run_id": run_id, "scope": payload["scope"], "seq": payload["seq"]},
-        {"response": _dumps({"observation": human_input}), "success": True, "completed_at": now},
+        {"response": jsonvalue.dumps({"observation": human_input}, default=str), "success": True, "completed_at": now},
     )
     await repo.update(
         interrupts,
         {"run_id": run_id, "step_index": pause.step_index},
-        {"status": "answered", "answer": _dumps({"human_input": human_input}), "answered_at": now},
+        {
+            "status": "answered",
+            "answer": jsonvalue.dumps({"human_input": human_input}, default=str),
+            "answered_at": now,
+        },
     )
     await repo.update(
         run_steps, {"run_id": run_id, "index": pause.step_index}, {"status": "running", "completed_at": None}
@@ -176,7 +177,7 @@ async def begin(
         seq=seq,
         iteration=iteration,
         kind=kind,
-        request=_dumps(request),
+        request=jsonvalue.dumps(request, default=str),
     )
     await connection.execute(statement.on_conflict_do_nothing())
 
@@ -201,7 +202,7 @@ async def end(
             agent_steps.c.seq == seq,
         )
         .values(
-            response=_dumps(response),
+            response=jsonvalue.dumps(response, default=str),
             success=success,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,12 @@ _OUTAGE = (
     sa.exc.OperationalError,
     sa.exc.InterfaceError,
 )
+
+
+async def clock(connection: AsyncConnection) -> datetime:
+    """The database's now() (the transaction's start): event timestamps and schedules use that clock."""
+    value: datetime = (await connection.execute(sa.select(sa.func.now()))).scalar_one()
+    return value
 
 
 def log_will_retry(logger: logging.Logger, message: str, *args: object) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import jsonvalue
 from server.errors import NotFound
 from server.ids import new_document_id, new_id
 from server.store import pagination
@@ -244,7 +244,7 @@ async def audit(
             "action": action,
             "actor": actor,
             "version": version,
-            "details": json.dumps(details or {}, separators=(",", ":"), ensure_ascii=False),
+            "details": jsonvalue.dumps(details or {}),
         },
     )
 

@@ -10,15 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import jsonvalue
 from server.errors import Conflict, NotFound
 from server.store import pagination
 from server.store import runs as run_store
 from server.store.repository import TenantRepository
 from server.store.tables import interrupts, run_steps, runs
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 async def open_interrupt(
@@ -38,7 +35,7 @@ async def open_interrupt(
         step_index=index,
         kind=kind,
         status="pending",
-        payload=_dumps(payload),
+        payload=jsonvalue.dumps(payload, default=str),
         expires_at=expires,
     )
     await connection.execute(
@@ -110,21 +107,16 @@ async def take(repo: TenantRepository, run_id: str, index: int, kind: str) -> tu
     run = (await repo.connection.execute(repo.select(runs, runs.c.id == run_id).with_for_update())).first()
     if run is None:
         raise NotFound(f"run {run_id!r} not found")
-    row = (
-        await repo.connection.execute(
-            repo.select(interrupts, interrupts.c.run_id == run_id, interrupts.c.step_index == index).with_for_update()
-        )
-    ).first()
+    # past_due: the deadline on the database's clock, read in the same statement
+    query = repo.select(interrupts, interrupts.c.run_id == run_id, interrupts.c.step_index == index)
+    query = query.add_columns((sa.func.now() > interrupts.c.expires_at).label("past_due")).with_for_update()
+    row = (await repo.connection.execute(query)).first()
     noun = "an approval" if kind == "approval" else "a form"
     if row is None or row.kind != kind:
         raise Conflict(f"run {run_id!r} is not waiting for {noun} at step {index}")
     if row.status == "answered":
         raise Conflict(f"step {index} of run {run_id!r} was already answered at {row.answered_at.isoformat()}")
-    expired = row.status == "expired" or (
-        row.expires_at is not None
-        and (await repo.connection.execute(sa.select(sa.func.now() > row.expires_at))).scalar_one()
-    )
-    if expired:
+    if row.status == "expired" or row.past_due:  # NULL (no deadline) is not past due
         raise Conflict(
             f"step {index} of run {run_id!r} expired at {row.expires_at.isoformat()}; it can no longer be answered"
         )
@@ -148,18 +140,23 @@ async def resume(
     await repo.update(
         interrupts,
         {"run_id": run.id, "step_index": index},
-        {"status": "answered", "answer": _dumps(answer), "answered_at": now},
+        {"status": "answered", "answer": jsonvalue.dumps(answer, default=str), "answered_at": now},
     )
     await repo.update(
         run_steps,
         {"run_id": run.id, "index": index},
-        {"status": "completed", "output": _dumps(step_output), "completed_at": now},
+        {"status": "completed", "output": jsonvalue.dumps(step_output, default=str), "completed_at": now},
     )
     context = {**json.loads(run.context), **context_updates}
     await repo.update(
         runs,
         {"id": run.id},
-        {"status": "running", "context": _dumps(context), "current_step": index + 1, "updated_at": now},
+        {
+            "status": "running",
+            "context": jsonvalue.dumps(context, default=str),
+            "current_step": index + 1,
+            "updated_at": now,
+        },
     )
     await run_store.append_event(repo.connection, repo.org_id, run.id, event, {"index": index, **answer})
 
@@ -221,7 +218,11 @@ async def wake_parents(connection: AsyncConnection, limit: int = 100) -> int:
         await connection.execute(
             sa.update(interrupts)
             .where(*keys, interrupts.c.step_index == row.step_index)
-            .values(status="answered", answer=_dumps({"child_run_id": row.id, "status": row.status}), answered_at=now)
+            .values(
+                status="answered",
+                answer=jsonvalue.dumps({"child_run_id": row.id, "status": row.status}, default=str),
+                answered_at=now,
+            )
         )
         queued = await connection.execute(
             sa.update(runs)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import jsonvalue
 from server.store import runs as run_store
 from server.store.tables import loop_items
 
@@ -35,6 +36,6 @@ async def record(
         scope=scope,
         position=position,
         status=str(result["status"]),
-        result=json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str),
+        result=jsonvalue.dumps(result, default=str),
     )
     await connection.execute(statement.on_conflict_do_nothing())

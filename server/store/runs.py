@@ -7,7 +7,6 @@ expired (it was paused, or another worker took the run over) cannot write anythi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,9 +17,11 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import jsonvalue
 from server.errors import Conflict, NotFound
 from server.ids import new_id
 from server.store import pagination
+from server.store.db import clock
 from server.store.repository import TenantRepository
 from server.store.tables import run_events, run_steps, runs
 
@@ -45,7 +46,7 @@ async def append_event(connection: AsyncConnection, org_id: str, run_id: str, ki
     fenced update, in an earlier statement), so sequence numbers never collide. NOTIFY tells listeners at commit."""
     result = await connection.execute(
         _APPEND_EVENT,
-        {"org": org_id, "run": run_id, "type": kind, "data": json.dumps(data, separators=(",", ":"))},
+        {"org": org_id, "run": run_id, "type": kind, "data": jsonvalue.dumps(data)},
     )
     return int(result.one().sequence)
 
@@ -140,17 +141,12 @@ async def events(repo: TenantRepository, run_id: str, *, after_sequence: int, li
     return list((await repo.connection.execute(query)).all())
 
 
-async def clock(repo: TenantRepository) -> Any:
-    """The database's now() (event timestamps come from that clock)."""
-    return (await repo.connection.execute(sa.select(sa.func.now()))).scalar_one()
-
-
 async def recent_events(
     repo: TenantRepository, *, since: Any, window: timedelta, limit: int
 ) -> tuple[Any, list[sa.Row[Any]]]:
     """The database's clock and the org's events appended at or after `since` and within `window` of now (oldest
     first): how a live org stream catches up when it may have missed notifications."""
-    now = await clock(repo)
+    now = await clock(repo.connection)
     query = (
         repo.select(run_events, run_events.c.created_at >= since, run_events.c.created_at >= now - window)
         .order_by(run_events.c.created_at, run_events.c.run_id, run_events.c.sequence)
@@ -250,21 +246,17 @@ async def finish_step(
     )
 
 
-async def advance(connection: AsyncConnection, lease: Lease, *, context: str, current_step: int) -> None:
-    """Commit the run's context after a step (in the step's transaction)."""
-    result = await connection.execute(
-        sa.update(runs)
-        .where(*_fenced(lease))
-        .values(context=context, current_step=current_step, updated_at=sa.func.now())
-    )
-    if not result.rowcount:
-        raise LeaseLost(lease.run_id)
-
-
 async def finish(
-    connection: AsyncConnection, lease: Lease, *, status: str, context: str, output: str | None, error: str
+    connection: AsyncConnection,
+    lease: Lease,
+    *,
+    status: str,
+    context: str,
+    output: str | None,
+    error: str,
+    current_step: int | None = None,
 ) -> None:
-    """A final status (or paused): the lease is released."""
+    """A final status (or paused, parked at `current_step`): the lease is released."""
     values: dict[str, Any] = {
         "status": status,
         "context": context,
@@ -274,6 +266,8 @@ async def finish(
         "lease_expires_at": None,
         "updated_at": sa.func.now(),
     }
+    if current_step is not None:
+        values["current_step"] = current_step
     if status in FINAL:
         values["completed_at"] = sa.func.now()
     result = await connection.execute(sa.update(runs).where(*_fenced(lease)).values(**values))
@@ -440,7 +434,7 @@ async def commit(
         "output": output,
         "error": error,
         "event_types": [kind for kind, _ in events],
-        "event_data": [json.dumps(data, separators=(",", ":")) for _, data in events],
+        "event_data": [jsonvalue.dumps(data) for _, data in events],
     }
     if step is not None:
         params.update(
@@ -502,7 +496,7 @@ async def create_direct(
         "run": run_id,
         "input": input_raw,
         "context": context_raw,
-        "data": json.dumps({"workflow_id": workflow_id}, separators=(",", ":")),
+        "data": jsonvalue.dumps({"workflow_id": workflow_id}),
         "owner": lease_owner,
         "lease": float(lease_seconds),
     }

@@ -21,12 +21,6 @@ BLOCKING = ("running", "paused")
 """While the schedule's last run is in one of these statuses, its next tick waits (runs do not overlap)."""
 
 
-async def clock(connection: AsyncConnection) -> datetime:
-    """The database's now() (the transaction's start): schedules are computed on that clock."""
-    value: datetime = (await connection.execute(sa.select(sa.func.now()))).scalar_one()
-    return value
-
-
 # --- services (one org) ----------------------------------------------------------------------------------------
 
 

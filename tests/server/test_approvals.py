@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 import httpx
+import psycopg
 
+from tests.conftest import ServerInfo
 from tests.server.runs_helpers import INVOICES, PAYMENTS, Recorder, wait_for
 from tests.server.test_tutorial_t1 import CREATE_WORKFLOW, REGISTER_ACTION
 
@@ -159,6 +161,18 @@ def test_expired_form_fails_the_run_with_a_timeout(api: httpx.Client) -> None:
     run = api.get(f"/runs/{run_id}/status").json()
     assert run["status"] == "failed"
     assert "timeout" in run["error"]
+    late = api.post(f"/forms/{run_id}/0/submit", json={"items": []})
+    assert late.status_code == 409
+    assert "expired" in late.json()["message"]
+
+
+def test_a_form_past_its_deadline_is_refused_before_the_sweeper_sees_it(api: httpx.Client, server: ServerInfo) -> None:
+    run_id = form_run(api, {"expected_keys": ["items"], "ttl_seconds": 3600})
+    wait_for(api, run_id, until=("paused",))
+    with psycopg.connect(
+        server.database_url.replace("+psycopg", ""), autocommit=True
+    ) as connection:  # the deadline passes now
+        connection.execute("UPDATE interrupts SET expires_at = now() - interval '1 second' WHERE run_id = %s", [run_id])
     late = api.post(f"/forms/{run_id}/0/submit", json={"items": []})
     assert late.status_code == 409
     assert "expired" in late.json()["message"]
