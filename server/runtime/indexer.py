@@ -109,6 +109,7 @@ class Indexer:
                     content,
                     row.content_type,
                     row.name,
+                    filename=row.filename,  # the format is the file's (as detected above), never the display name's
                     embedder=self.embedder,
                 )
         except knowledge.UnsupportedContent as exc:
