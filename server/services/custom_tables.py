@@ -155,17 +155,12 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
 
     async def ListRows(self, request: pb.ListRowsRequest, context: Context) -> pb.ListRowsResponse:
         where_raw = jsonvalue.parse(request.where, "where", decimals=True) if request.HasField("where") else {}
-        offset = request.offset
-        if request.page:
-            if request.page < 0 or request.offset:
-                raise InvalidArgument("must be 1 or more, and not combined with offset", field="page")
-            size = min(request.page_size or request.limit or pagination.DEFAULT_PAGE_SIZE, pagination.MAX_PAGE_SIZE)
-            offset = (request.page - 1) * size
         page = pagination.page_request(
             page_size=request.page_size,
             page_token=request.page_token,
             limit=request.limit,
-            offset=offset,
+            offset=request.offset,
+            page=request.page,
             filters={"name": request.name, "where": request.where.raw, "sort": request.sort},
         )
         async with tenant(self.engine, auth.org_id()) as repo:
