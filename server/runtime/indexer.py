@@ -62,7 +62,7 @@ class Indexer:
         self.stale_seconds = stale_seconds
         self._stored: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
 
-    async def on_version_stored(self, org_id: str, document_id: str, version: int, content_type: str, sha: str) -> None:
+    async def on_version_stored(self, org_id: str, document_id: str) -> None:
         """DocumentService's hook: the version is already queued (pending); index it now, in this process."""
         self._stored.put_nowait((org_id, document_id))
 
