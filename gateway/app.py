@@ -78,7 +78,8 @@ class Gateway:
         if self.channel is not None:
             await self.channel.close(None)
 
-    def _call(self, binding: Binding) -> Callable[..., Any]:
+    def call(self, binding: Binding) -> Callable[..., Any]:
+        """The method's call object (unary or server-streaming), made once per method and reused."""
         call = self._calls.get(binding.grpc_path)
         if call is None:
             assert self.channel is not None, "the gateway's channel opens in the app lifespan"
@@ -143,13 +144,13 @@ class Gateway:
         if problem is not None:
             return problem
         if binding.server_streaming:
-            stream = self._call(binding)(message, metadata=metadata)
+            stream = self.call(binding)(message, metadata=metadata)
             try:
                 ndjson = wants_ndjson(request.headers.get("accept", ""))
                 return await stream_response(binding, stream, ndjson, headers, self.closing)
             except grpc.aio.AioRpcError as exc:
                 return self._error(binding, exc, headers)
-        call = self._call(binding)(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+        call = self.call(binding)(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
         try:
             response = await call
             trailers = await call.trailing_metadata()

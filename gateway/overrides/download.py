@@ -47,12 +47,7 @@ async def download(
             headers=headers,
             media_type="application/json",
         )
-    assert gateway.channel is not None, "the gateway's channel opens in the app lifespan"
-    stream = gateway.channel.unary_stream(
-        binding.grpc_path,
-        request_serializer=binding.request_class.SerializeToString,
-        response_deserializer=binding.response_class.FromString,
-    )(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+    stream = gateway.call(binding)(message, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
     try:
         first: Any = await stream.read()
     except grpc.aio.AioRpcError as exc:

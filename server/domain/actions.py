@@ -7,12 +7,12 @@ from urllib.parse import urlsplit
 
 from hyphae.actions.v1 import action_pb2
 
+from server.domain import custom_tables
 from server.domain.dsl import PRIMITIVES
 from server.errors import InvalidArgument
 
 ACTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-TABLE_OPERATIONS = ("read", "write", "update", "upsert")
 KIND_NAMES = {
     action_pb2.ACTION_KIND_HTTP: "http",
     action_pb2.ACTION_KIND_LLM: "llm",
@@ -84,5 +84,5 @@ def validate(action: action_pb2.Action) -> None:
             _between(action.fuzzy_threshold, 0, 100, "fuzzyThreshold")
         if action.HasField("date_window_days"):
             _between(action.date_window_days, 0, 36_500, "dateWindowDays")
-    if action.HasField("operation") and action.operation not in TABLE_OPERATIONS:
-        raise InvalidArgument(f"must be one of {', '.join(TABLE_OPERATIONS)}", field="action.operation")
+    if action.HasField("operation") and action.operation not in custom_tables.OPERATIONS:
+        raise InvalidArgument(f"must be one of {', '.join(custom_tables.OPERATIONS)}", field="action.operation")

@@ -28,6 +28,8 @@ from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.domain import custom_tables
+
 __all__ = [
     "COMPARISON_OPERATORS",
     "CONDITION_OPERATORS",
@@ -64,7 +66,7 @@ CONDITION_OPERATORS: frozenset[str] = COMPARISON_OPERATORS | LOGICAL_OPERATORS |
 LOOP_MODES: frozenset[str] = frozenset({"foreach", "react"})
 FAILURE_STRATEGIES: frozenset[str] = frozenset({"stop_on_error", "continue_on_error"})
 ON_STUCK_ACTIONS: frozenset[str] = frozenset({"fail", "escalate", "retry_with_hint"})
-CUSTOM_TABLE_OPERATIONS: frozenset[str] = frozenset({"read", "write", "update", "upsert"})
+CUSTOM_TABLE_OPERATIONS: frozenset[str] = frozenset(custom_tables.OPERATIONS)
 CUSTOM_TABLE_PROPERTIES: tuple[str, ...] = ("table", "operation", "keys", "values", "fields", "limit")
 
 MAX_DEPTH = 32
@@ -88,8 +90,6 @@ SCHEDULE_KEYS: tuple[str, ...] = ("every", "cron", "at", "timezone")
 ON_STUCK_KEYS: tuple[str, ...] = ("iterations", "action", "hint")
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Custom table and field names (server/domain/custom_tables.py NAME).
-_TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SEGMENT_RE = re.compile(r"[\w-]+")
 _INDEX_RE = re.compile(r"0|[1-9][0-9]{0,17}")  # at most 18 digits: longer runs stay names, never int()
 _EVERY_RE = re.compile(r"([0-9]{1,6})(m|h|d)")
@@ -834,10 +834,9 @@ class _Validator:
         table = self.require(props, "table", path, "the custom table name")
         if not isinstance(table, str) or not table.strip():
             raise DefinitionError(_child(path, "table"), "'table' must be a non-empty string")
-        if not _is_reference(table) and "{{" not in table and not _TABLE_NAME_RE.fullmatch(table):
+        if not _is_reference(table) and "{{" not in table and not custom_tables.NAME.fullmatch(table):
             raise DefinitionError(
-                _child(path, "table"),
-                f"'table' must be a custom table name (letters, digits, '_', at most 63), got {_short(table)!r}",
+                _child(path, "table"), f"'table' {custom_tables.NAME_RULE} (a custom table name), got {_short(table)!r}"
             )
         operation = self.require(props, "operation", path, "one of read, write, update, upsert")
         self.enum(props, "operation", path, CUSTOM_TABLE_OPERATIONS)
@@ -860,18 +859,18 @@ class _Validator:
             )
         if isinstance(keys, list):
             for index, key in enumerate(keys):
-                if isinstance(key, str) and not _TABLE_NAME_RE.fullmatch(key):
+                if isinstance(key, str) and not custom_tables.NAME.fullmatch(key):
                     raise DefinitionError(f"{_child(path, 'keys')}[{index}]", f"{key!r} is not a field name")
         fields = props.get("fields")
         if fields is not None and not isinstance(fields, dict):
             raise DefinitionError(_child(path, "fields"), f"'fields' must be an object, got {_type_name(fields)}")
         for name in fields if isinstance(fields, dict) else ():
             where = _child(_child(path, "fields"), name)
-            if not _TABLE_NAME_RE.fullmatch(name):
+            if not custom_tables.NAME.fullmatch(name):
                 raise DefinitionError(where, f"{name!r} is not a field name")
-            if name in ("id", "created_at", "updated_at"):
+            if name in custom_tables.RESERVED:
                 raise DefinitionError(where, f"{name!r} is set by the server and cannot be written")
-        self.number(props, "limit", path, integer=True, minimum=1, maximum=10_000)
+        self.number(props, "limit", path, integer=True, minimum=1, maximum=custom_tables.MAX_READ_ROWS)
         has_keys = isinstance(keys, list) and bool(keys)
         has_fields = isinstance(fields, dict) and bool(fields)
         if operation in ("update", "upsert") and not has_keys:

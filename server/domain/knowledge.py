@@ -1,6 +1,6 @@
 """Knowledge retrieval, the pure half: text extraction per format and chunking on structure.
 
-`extract(content, content_type, name)` turns a file's bytes into one plain text plus the headings found in it
+`extract(content, content_type, filename)` turns a file's bytes into one plain text plus the headings found in it
 (offsets into that text); `chunk(extracted)` cuts the text into overlapping chunks along headings, then
 paragraphs, lines, sentences and (last resort) words. Every chunk keeps its start/end offsets in the extracted
 text (``text[start:end] == chunk.text``) and the path of headings it sits under, so a hit can be cited precisely.
@@ -82,15 +82,16 @@ class Chunk:
     text: str
 
 
-def detect_format(content_type: str, name: str) -> str:
-    """One of FORMATS, from the content type (parameters ignored) or else the name's extension."""
+def detect_format(content_type: str, filename: str) -> str:
+    """One of FORMATS, from the content type (parameters ignored) or else the file name's extension. The name is
+    the file's own (a document's `filename`), never a display name a user may change to anything."""
     kind = _BY_CONTENT_TYPE.get(content_type.split(";")[0].strip().lower())
-    if kind is None or (kind == "txt" and "." in name):
+    if kind is None or (kind == "txt" and "." in filename):
         # text/plain is what many clients send for anything textual: the extension is more precise.
-        kind = _BY_EXTENSION.get(name.rsplit(".", 1)[-1].lower(), kind) if "." in name else kind
+        kind = _BY_EXTENSION.get(filename.rsplit(".", 1)[-1].lower(), kind) if "." in filename else kind
     if kind is None:
         raise UnsupportedContent(
-            f"cannot extract text from {content_type or 'unknown content type'!r} ({name!r}); "
+            f"cannot extract text from {content_type or 'unknown content type'!r} ({filename!r}); "
             f"supported: {', '.join(FORMATS)}"
         )
     return kind
@@ -102,9 +103,9 @@ def title_words(name: str) -> str:
     return " ".join(re.split(r"[\s_\-.]+", stem)).strip()
 
 
-def extract(content: bytes, content_type: str, name: str = "") -> Extracted:
-    """Plain text (and its headings) of a txt, md, html, csv, json or pdf file."""
-    kind = detect_format(content_type, name)
+def extract(content: bytes, content_type: str, filename: str = "") -> Extracted:
+    """Plain text (and its headings) of a txt, md, html, csv, json or pdf file (format: `detect_format`)."""
+    kind = detect_format(content_type, filename)
     if kind == "pdf":
         return Extracted(_clean(_pdf_text(content)))
     text = _decode(content)
@@ -115,7 +116,7 @@ def extract(content: bytes, content_type: str, name: str = "") -> Extracted:
     if kind == "csv":
         return Extracted(_csv(text))
     if kind == "json":
-        return Extracted(_json(text, name))
+        return Extracted(_json(text, filename))
     return Extracted(_clean(text))
 
 

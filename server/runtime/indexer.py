@@ -62,7 +62,7 @@ class Indexer:
         self.stale_seconds = stale_seconds
         self._stored: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
 
-    async def on_version_stored(self, org_id: str, document_id: str, version: int, content_type: str, sha: str) -> None:
+    async def on_version_stored(self, org_id: str, document_id: str) -> None:
         """DocumentService's hook: the version is already queued (pending); index it now, in this process."""
         self._stored.put_nowait((org_id, document_id))
 
@@ -109,6 +109,7 @@ class Indexer:
                     content,
                     row.content_type,
                     row.name,
+                    filename=row.filename,  # the format is the file's (as detected above), never the display name's
                     embedder=self.embedder,
                 )
         except knowledge.UnsupportedContent as exc:

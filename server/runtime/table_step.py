@@ -25,8 +25,6 @@ from server.errors import HyphaeError
 from server.store import custom_tables as store
 from server.store import pagination, tenant
 
-DEFAULT_READ_LIMIT = 1000
-MAX_READ_LIMIT = 10_000
 PRIMITIVE = "custom-table"
 
 
@@ -93,9 +91,9 @@ async def _operate(
         if not isinstance(fields, dict):
             raise TableStepFailed("custom-table: properties.fields must be an object")
         if operation == "read":
-            limit = properties.get("limit", DEFAULT_READ_LIMIT)
-            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_READ_LIMIT:
-                raise TableStepFailed(f"custom-table: properties.limit must be a whole number 1-{MAX_READ_LIMIT}")
+            limit = properties.get("limit", domain.DEFAULT_READ_ROWS)
+            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= domain.MAX_READ_ROWS:
+                raise TableStepFailed(f"custom-table: properties.limit must be a whole number 1-{domain.MAX_READ_ROWS}")
             page = pagination.PageRequest(size=limit, after=None, offset=0, filter_hash="")
             rows, _ = await store.select(repo, table, pairs, store.Sort(), page)
             return [jsonvalue.loads(row) for row in rows]
@@ -135,4 +133,4 @@ async def _operate(
         return output
 
 
-_ALL = pagination.PageRequest(size=MAX_READ_LIMIT, after=None, offset=0, filter_hash="")
+_ALL = pagination.PageRequest(size=domain.MAX_READ_ROWS, after=None, offset=0, filter_hash="")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from typing import Any
 
 from hyphae.api.v1 import json_pb2
@@ -11,36 +9,12 @@ from hyphae.tables.v1 import table_pb2, table_service_pb2_grpc
 from hyphae.tables.v1 import table_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import auth
+from server import auth, jsonvalue
 from server.domain import custom_tables as domain
 from server.errors import InvalidArgument, NotFound
 from server.services import Context, timestamp
 from server.store import custom_tables as store
 from server.store import pagination, tenant
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def loads(value: json_pb2.Json, field: str) -> Any:
-    """A Json field parsed with decimals kept exact (numeric columns take them as written)."""
-    try:
-        return json.loads(value.raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidArgument(f"is not valid JSON ({exc})", field=field) from None
-
-
-# One decoder for every row of a bulk insert (json.loads with options builds a new decoder per call).
-_ROW_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
-
-
-def parse_row(text: str, index: int) -> Any:
-    """One row of a bulk insert, parsed like `loads` (decimals exact, strict JSON), errors naming `rows[i]`."""
-    try:
-        return _ROW_DECODER.decode(text)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidArgument(f"is not valid JSON ({exc})", field=f"rows[{index}]") from None
 
 
 def actor() -> store.Actor:
@@ -113,7 +87,7 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
         return pb.DeleteTableResponse(name=request.name, deleted=True)
 
     async def InsertRow(self, request: pb.InsertRowRequest, context: Context) -> pb.InsertRowResponse:
-        row = loads(request.row, "row")
+        row = jsonvalue.parse(request.row, "row", decimals=True)
         async with tenant(self.engine, auth.org_id()) as repo:
             table = await store.find(repo, request.name)
             if isinstance(row, dict) and len(row) == 1:  # {"data": {...}} / {"row": {...}}, when not a field
@@ -133,7 +107,10 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
             table = await store.find(repo, request.name)
             encoder = domain.CopyEncoder(table.schema)
             # encoded while the COPY runs (a bad row stops it, and the transaction rolls back)
-            lines = (encoder.line(parse_row(raw.raw, i), f"rows[{i}]") for i, raw in enumerate(request.rows))
+            lines = (
+                encoder.line(jsonvalue.parse(raw, f"rows[{i}]", decimals=True), f"rows[{i}]")
+                for i, raw in enumerate(request.rows)
+            )
             inserted = await store.insert_lines(
                 repo, table, lines, actor(), count=len(request.rows), return_rows=return_rows
             )
@@ -152,14 +129,21 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
             table = await store.find(repo, request.name)
             schema = table.schema
             if uses_where:
-                where = schema.selection(loads(request.where, "where"), "where") if request.HasField("where") else {}
-                changes = schema.changes(loads(request.set, "set") if request.HasField("set") else {}, "set")
+                where = (
+                    schema.selection(jsonvalue.parse(request.where, "where", decimals=True), "where")
+                    if request.HasField("where")
+                    else {}
+                )
+                changes = schema.changes(
+                    jsonvalue.parse(request.set, "set", decimals=True) if request.HasField("set") else {}, "set"
+                )
                 selection_field = "where"
             else:
-                values = loads(request.values, "values") if request.HasField("values") else []
+                values = jsonvalue.parse(request.values, "values", decimals=True) if request.HasField("values") else []
                 where = schema.keys_values(list(request.keys), values)
                 changes = schema.changes(
-                    loads(request.fields, "fields") if request.HasField("fields") else {}, "fields"
+                    jsonvalue.parse(request.fields, "fields", decimals=True) if request.HasField("fields") else {},
+                    "fields",
                 )
                 selection_field = "keys"
             if not where:
@@ -170,18 +154,13 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
         return pb.UpdateRowsResponse(updated=len(rows), rows=[json_pb2.Json(raw=r) for r in rows])
 
     async def ListRows(self, request: pb.ListRowsRequest, context: Context) -> pb.ListRowsResponse:
-        where_raw = loads(request.where, "where") if request.HasField("where") else {}
-        offset = request.offset
-        if request.page:
-            if request.page < 0 or request.offset:
-                raise InvalidArgument("must be 1 or more, and not combined with offset", field="page")
-            size = min(request.page_size or request.limit or pagination.DEFAULT_PAGE_SIZE, pagination.MAX_PAGE_SIZE)
-            offset = (request.page - 1) * size
+        where_raw = jsonvalue.parse(request.where, "where", decimals=True) if request.HasField("where") else {}
         page = pagination.page_request(
             page_size=request.page_size,
             page_token=request.page_token,
             limit=request.limit,
-            offset=offset,
+            offset=request.offset,
+            page=request.page,
             filters={"name": request.name, "where": request.where.raw, "sort": request.sort},
         )
         async with tenant(self.engine, auth.org_id()) as repo:
@@ -201,7 +180,7 @@ class TableService(table_service_pb2_grpc.TableServiceServicer):
     async def PatchRow(self, request: pb.PatchRowRequest, context: Context) -> pb.PatchRowResponse:
         async with tenant(self.engine, auth.org_id()) as repo:
             table = await store.find(repo, request.name)
-            changes = table.schema.changes(loads(request.changes, "changes"), "changes")
+            changes = table.schema.changes(jsonvalue.parse(request.changes, "changes", decimals=True), "changes")
             rows = await store.update(repo, table, {"id": request.row_id}, changes, actor())
         if not rows:
             raise NotFound(f"row {request.row_id} not found in custom table {request.name!r}")

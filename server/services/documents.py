@@ -55,9 +55,9 @@ MAX_TAGS = 100
 MAX_BULK_FILES = 50
 MAX_TTL_DAYS = 36_500
 
-# Called after a version's bytes are stored and committed: (org_id, document_id, version, content_type, checksum).
-# The knowledge indexer plugs in here; reading the bytes back is `blobs.read(org_id, checksum)`.
-VersionHook = Callable[[str, str, int, str, str], Awaitable[None]]
+# Called after a version's bytes are stored and committed: (org_id, document_id). The knowledge indexer plugs in
+# here; it reads the current version (its row, then the bytes) in its own claiming transaction.
+VersionHook = Callable[[str, str], Awaitable[None]]
 
 
 def content_type_of(filename: str) -> str:
@@ -218,9 +218,7 @@ class DocumentService(document_service_pb2_grpc.DocumentServiceServicer):
         if self.on_version_stored is None:
             return
         try:
-            await self.on_version_stored(
-                org_id, row.id, int(row.current_version), row.content_type, row.checksum_sha256
-            )
+            await self.on_version_stored(org_id, row.id)
         except Exception:
             log.exception("indexing hook failed for %s version %s", row.id, row.current_version)
 

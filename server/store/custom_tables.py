@@ -4,10 +4,10 @@ The real table lives in the schema `hyphae_tables` and is named from the catalog
 user input; it has a bigint identity `id`, one typed column per declared field (the name checked by
 `domain.custom_tables.NAME`, always quoted) with a btree index each, and created/updated timestamps. It is reached
 only through a `Table` that `find` returned for the caller's org via `TenantRepository`, so another org's table is
-simply not found. Every mutation writes its audit rows in its transaction (updates and deletes in the same statement,
-as data-modifying CTEs), so a row change and its audit entry commit together; a bulk insert's entries are one row
-(`_bulk_audit`, expanded by `audit_page`). Rows are rendered by Postgres (`row_to_json`, timestamps in UTC): numbers
-keep their digits.
+simply not found. Every mutation writes its audit rows in its transaction (single-row inserts, updates and deletes
+in the same statement, as data-modifying CTEs), so a row change and its audit entry commit together; a bulk insert's
+entries are one row (`_bulk_audit`, expanded by `audit_page`). Rows are rendered by Postgres (`row_to_json`,
+timestamps in UTC): numbers keep their digits.
 """
 
 from __future__ import annotations
@@ -201,6 +201,8 @@ async def insert(
     repo: TenantRepository, table: Table, rows: list[dict[str, Any]], actor: Actor, *, operation: str = "insert"
 ) -> list[str]:
     """Insert coerced rows (as `Schema.row` returns them; all or none); the stored rows as JSON text, in order."""
+    if len(rows) == 1:
+        return [await _insert_one(repo, table, rows[0], actor, operation)]
     names = [f.name for f in table.fields]
     lines = ["\t".join([domain.copy_text(row.get(n)) for n in names]) for row in rows]
     inserted = await insert_lines(
@@ -215,6 +217,41 @@ async def insert(
     )
     assert inserted.rows is not None
     return inserted.rows
+
+
+# Where Postgres names the bound parameter whose input function refused a value ("unnamed portal parameter $2 = ...").
+_PARAMETER_CONTEXT = re.compile(r"parameter \$(\d+)")
+
+
+async def _insert_one(repo: TenantRepository, table: Table, row: dict[str, Any], actor: Actor, operation: str) -> str:
+    """One row in one statement: the INSERT and its audit entry (a data-modifying CTE, as updates and deletes do),
+    the stored row rendered by `row_to_json` as every other path renders it. Each value goes in as the text COPY
+    would give its type's input function (`domain.copy_text` read back by `copy_fields`), so a row stores and
+    renders the same whichever path wrote it; a value Postgres refuses is an InvalidArgument naming the field."""
+    await _utc(repo)
+    params: dict[str, Any] = {}
+    values: list[str] = []
+    for position, field in enumerate(table.fields):
+        [params[f"f{position}"]] = domain.copy_fields(domain.copy_text(row.get(field.name)))
+        values.append(f"CAST(:f{position} AS {domain.SQL_TYPES[field.type]})")
+    # The field values come first in the statement, so the driver numbers them $1..$n (read back on an error).
+    params.update(_audit_params(repo, table, operation, actor))
+    columns = ", ".join(_quote(f.name) for f in table.fields)
+    statement = sa.text(
+        f"WITH ins AS (INSERT INTO {table.relation} ({columns}) VALUES ({', '.join(values)}) RETURNING *), "
+        f"aud AS ({_audit_insert('ins', 'NULL', 'row_to_json(ins)::text')}) "
+        "SELECT row_to_json(ins)::text FROM ins"
+    )
+    try:
+        return str((await repo.connection.execute(statement, params)).scalar_one())
+    except sa.exc.DBAPIError as exc:
+        if not isinstance(exc.orig, psycopg.errors.DataError):
+            raise
+        message = exc.orig.diag.message_primary or str(exc.orig)
+        found = _PARAMETER_CONTEXT.search(exc.orig.diag.context or "")
+        position = int(found.group(1)) - 1 if found is not None else -1
+        named = table.fields[position].name if 0 <= position < len(table.fields) else "row"
+        raise InvalidArgument(message, field=named) from None
 
 
 async def insert_lines(

@@ -4,7 +4,8 @@ Public surface (no gRPC here; the documents service calls `index_source` after a
 `delete_source` after a delete, the agents' `knowledge_search` tool and the Hyfn / Hyponema knowledge endpoints
 call `search`):
 
-- `index_source(connection, org_id, source_id, version, content, content_type, name, embedder=None) -> int`
+- `index_source(connection, org_id, source_id, version, content, content_type, name, filename=None, embedder=None)
+  -> int`
 - `delete_source(connection, org_id, source_id) -> bool`
 - `search(connection_or_engine, org_id, query, limit=5, source_ids=None, embedder=None) -> list[Hit]`
 - `prepare_embeddings(engine, model) -> Embedder | None` (once at start-up; None = full text + trigrams only)
@@ -100,15 +101,20 @@ async def index_source(
     content_type: str,
     name: str,
     *,
+    filename: str | None = None,
     embedder: Embedder | None = None,
 ) -> int:
     """Extract, chunk and index one version of a source; returns the number of chunks.
+
+    `name` is the source's title (a document's display name, which users may rename to anything); the format comes
+    from `content_type` and `filename`, the file's own name (default: `name`, for sources titled by their file).
 
     The index keeps one version per source, the last one indexed: this replaces every chunk the source had (any
     version), in the caller's transaction, so a search sees the old chunks or the new ones, never a mix.
     Raises `UnsupportedContent` (an InvalidArgument, field `content_type`) for bytes it cannot read."""
     # Extraction and chunking are CPU work (a big PDF takes seconds): off the event loop.
-    chunks = await asyncio.to_thread(lambda: knowledge.chunk(knowledge.extract(content, content_type, name)))
+    file = name if filename is None else filename
+    chunks = await asyncio.to_thread(lambda: knowledge.chunk(knowledge.extract(content, content_type, file)))
     embeddings: list[list[float]] | None = None
     if embedder is not None and chunks:
         embeddings = await asyncio.to_thread(embedder.embed, [_embedding_text(name, c.heading, c.text) for c in chunks])

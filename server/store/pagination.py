@@ -25,13 +25,24 @@ class PageRequest:
 
 
 def page_request(
-    *, page_size: int = 0, page_token: str = "", limit: int = 0, offset: int = 0, filters: dict[str, Any] | None = None
+    *,
+    page_size: int = 0,
+    page_token: str = "",
+    limit: int = 0,
+    offset: int = 0,
+    page: int = 0,
+    filters: dict[str, Any] | None = None,
 ) -> PageRequest:
-    """Validate paging fields of a List request; errors name the offending field."""
+    """Validate paging fields of a List request; errors name the offending field. `page` (1-based, for listings that
+    offer page numbers) is the offset of that many pages of this size."""
     for name, value in (("page_size", page_size), ("limit", limit), ("offset", offset)):
         if value < 0:
             raise InvalidArgument("must not be negative", field=name)
     size = min(page_size or limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    if page:
+        if page < 0 or offset:
+            raise InvalidArgument("must be 1 or more, and not combined with offset", field="page")
+        offset = (page - 1) * size
     filter_hash = hashlib.sha256(json.dumps(filters or {}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     after = None
     if page_token:

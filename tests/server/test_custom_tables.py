@@ -173,6 +173,9 @@ def test_rows_filter_sort_and_page(api: httpx.Client) -> None:
     third_page = api.get("/custom-tables/reconciliation_log/rows", params={"page": 3, "page_size": 3}).json()
     assert [r["invoice_id"] for r in third_page["rows"]] == ["INV-6"]
     assert third_page["offset"] == 6
+    for wrong in ({"page": -1}, {"page": 2, "offset": 3}):
+        refused = api.get("/custom-tables/reconciliation_log/rows", params=wrong)
+        assert refused.status_code == 400 and refused.json()["message"].startswith("page:"), refused.text
     bad = api.get("/custom-tables/reconciliation_log/rows", params={"where": '{"amount": "lots"}'})
     assert bad.status_code == 400 and bad.json()["message"].startswith("where.amount:")
     bad_sort = api.get("/custom-tables/reconciliation_log/rows", params={"sort": "colour"})

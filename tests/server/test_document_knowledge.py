@@ -18,6 +18,7 @@ from server.services.documents import expire_due
 from server.store.db import create_engine
 from server.store.tables import documents, knowledge_chunks
 from tests.conftest import ServerInfo, local_blobs
+from tests.server.domain.test_knowledge import tiny_pdf
 from tests.server.test_documents import upload
 
 REFUNDS = b"""# Returns and refunds
@@ -74,6 +75,32 @@ def test_an_uploaded_document_is_indexed_and_found_with_its_citation(api: httpx.
     assert next(hit["document_id"] for hit in search(api, "warehouse in Rotterdam")) == other["id"]
     assert search(api, "Rotterdam", document_ids=[stored["id"]]) == []
     assert search(api, "zzzqqq unrelated") == []
+
+
+def test_a_renamed_document_is_still_indexed_by_its_file_not_its_display_name(api: httpx.Client) -> None:
+    # The display name is a title users may set to anything; the format is the stored file's (its content type and
+    # file name). Each new version below is indexed after the rename, under the new name.
+    report = upload(api, tiny_pdf(["Quarterly revenue grew in Lisbon"]), "report.pdf").json()["document"]
+    notes = upload(api, b"Draft notes about the Oslo office.", "notes.txt").json()["document"]
+    for document, name in ((report, "Q3 report"), (notes, "Q3 figures.pdf")):
+        indexed(api, document["id"])
+        renamed = api.patch(f"/documents/{document['id']}", json={"name": name})
+        assert renamed.status_code == 200, renamed.text
+    versions = (
+        (report, tiny_pdf(["Quarterly revenue fell in Porto"]), "report.pdf"),
+        (notes, b"Final notes about the Bergen office.", "notes.txt"),  # a .pdf display name: still plain text
+    )
+    for document, content, filename in versions:
+        changed = api.post(f"/documents/{document['id']}/versions", files={"file": (filename, content)})
+        assert changed.status_code == 201, changed.text
+        state = indexed(api, document["id"])
+        assert (state["index_status"], state["index_error"], state["current_version"]) == ("indexed", "", 2), state
+    assert [(hit["document_id"], hit["name"]) for hit in search(api, "revenue Porto")][:1] == [
+        (report["id"], "Q3 report")
+    ]
+    assert [(hit["document_id"], hit["name"]) for hit in search(api, "Bergen office")][:1] == [
+        (notes["id"], "Q3 figures.pdf")
+    ]
 
 
 def test_search_rejects_a_missing_query_and_a_bad_limit(api: httpx.Client) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from server.domain.custom_tables import MAX_READ_ROWS
 from server.domain.dsl import (
     CONDITION_OPERATORS,
     MAX_DEPTH,
@@ -1108,6 +1109,24 @@ INVALID: list[tuple[str, Any, str, str]] = [
         wf(step("custom-table", properties={"table": "t", "operation": "write"})),
         "definition.actions[0].properties",
         "needs 'keys'/'values' or 'fields'",
+    ),
+    (
+        "table-name-too-long",  # the name rule of server/domain/custom_tables.py (NAME), as CreateTable applies it
+        wf(step("custom-table", properties={"table": "t" * 64, "operation": "read"})),
+        "definition.actions[0].properties.table",
+        "at most 63",
+    ),
+    (
+        "table-reserved-field",
+        wf(step("custom-table", properties={"table": "t", "operation": "write", "fields": {"updated_at": 1}})),
+        "definition.actions[0].properties.fields.updated_at",
+        "set by the server",
+    ),
+    (
+        "table-limit-too-large",
+        wf(step("custom-table", properties={"table": "t", "operation": "read", "limit": MAX_READ_ROWS + 1})),
+        "definition.actions[0].properties.limit",
+        str(MAX_READ_ROWS),
     ),
     (
         "top-condition-reference",

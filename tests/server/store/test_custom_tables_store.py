@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.domain import custom_tables as domain
+from server.errors import InvalidArgument
 from server.store import TenantRepository, pagination
 from server.store import custom_tables as store
 from server.store.db import connect, create_engine
@@ -170,6 +171,39 @@ def test_a_bulk_insert_audits_each_row_as_row_to_json_renders_it(fresh_database:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_a_single_row_insert_names_the_field_postgres_refuses_also_once_the_statement_is_prepared(
+    fresh_database: str,
+) -> None:
+    """A single row is one INSERT ... RETURNING (its audit entry in the same statement); Postgres names the bound
+    parameter it could not read, which is the field's. The driver prepares a statement run often: same answer."""
+
+    async def main() -> list[tuple[str, str]]:
+        engine = create_engine(fresh_database, pool_size=1)
+        actor = store.Actor("api_key", "key-test")
+        refused: list[tuple[str, str]] = []
+        async with connect(engine) as connection:
+            await connection.execute(sa.insert(orgs).values(id="org-single", name="single"))
+            table = await store.create(TenantRepository(connection, "org-single"), "single", FIELDS)
+        for i in range(8):
+            try:
+                async with connect(engine) as connection:
+                    repo = TenantRepository(connection, "org-single")
+                    await store.insert(repo, table, [{"invoice_id": f"I-{i}", "amount": Decimal("1e200000")}], actor)
+            except InvalidArgument as exc:
+                refused.append((exc.field, exc.message))
+        async with connect(engine) as connection:
+            repo = TenantRepository(connection, "org-single")
+            [stored] = await store.insert(repo, table, [row(7)], actor)
+            [entry], _ = await store.audit_page(repo, table, pagination.page_request())
+            now = await connection.execute(sa.text(f"SELECT row_to_json(t)::text FROM {table.relation} t"))
+            assert [stored] == [entry.after] == list(now.scalars())
+            assert (entry.operation, entry.row_id, entry.before) == ("insert", json.loads(stored)["id"], None)
+        await engine.dispose()
+        return refused
+
+    assert asyncio.run(main()) == [("amount", "amount: value overflows numeric format")] * 8
 
 
 def row_id(rows: list[str]) -> int:
