@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from server import jsonvalue
+
 if TYPE_CHECKING:  # the reply type only; this module does no I/O
     from server.runtime.llm import ChatReply
 
@@ -193,9 +195,11 @@ def _json_object(text: str) -> dict[str, Any]:
         stripped = stripped.strip("`")
         stripped = stripped[4:] if stripped.lower().startswith("json") else stripped
     try:
-        value = json.loads(stripped)
+        value = jsonvalue.loads(stripped)
     except json.JSONDecodeError as exc:
         raise BadReply(f"not JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # NaN / Infinity, or nesting too deep
+        raise BadReply(f"not JSON ({exc})") from None
     if not isinstance(value, dict):
         raise BadReply("not a JSON object")
     return value
@@ -207,9 +211,11 @@ def decide(reply: ChatReply, tools_offered: bool) -> Decision:
     if tools_offered and reply.tool_calls:
         call = reply.tool_calls[0]
         try:
-            arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+            arguments = jsonvalue.loads(call.arguments) if call.arguments.strip() else {}
         except json.JSONDecodeError as exc:
             raise BadReply(f"the arguments of tool call {call.name!r} are not JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:
+            raise BadReply(f"the arguments of tool call {call.name!r} are not JSON ({exc})") from None
         if not isinstance(arguments, dict):
             raise BadReply(f"the arguments of tool call {call.name!r} are not a JSON object")
         return Decision(reply.content.strip(), call.name, arguments, call.id)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from mcp import Client, StdioServerParameters
 
+from server import jsonvalue
 from server.runtime import outbound
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -96,8 +97,8 @@ def _content(result: Any) -> Any:
     texts = [block.text for block in result.content if getattr(block, "type", "") == "text"]
     text = "\n".join(texts)
     try:
-        return json.loads(text)
-    except ValueError:
+        return jsonvalue.loads(text)
+    except (ValueError, RecursionError):
         return text
 
 

@@ -169,10 +169,11 @@ class OutboundResponse:
         return self.body.decode(_charset(self.headers.get("content-type", "")), errors="replace")
 
     def json_or_text(self) -> Any:
-        """The body parsed as JSON if it is JSON (whatever the content type says), else as text."""
+        """The body parsed as JSON if it is JSON (whatever the content type says), else as text. Strict: a body with
+        NaN or Infinity is text, so such values never reach a run's context (which must stay storable JSON)."""
         try:
-            return json.loads(self.body)
-        except (ValueError, RecursionError):
+            return jsonvalue.loads(self.body.decode(json.detect_encoding(self.body)))
+        except (ValueError, RecursionError):  # UnicodeDecodeError too
             return self.text
 
 

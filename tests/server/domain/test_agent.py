@@ -31,6 +31,7 @@ def test_react_json_content_is_the_decision_otherwise() -> None:
     ("content", "problem"),
     [
         ("I will look it up.", "not JSON"),
+        ('{"action": "a", "action_input": {"x": NaN}}', "NaN is not valid JSON"),  # would poison the journal
         ("[1, 2]", "not a JSON object"),
         ('{"thought": "t"}', "'action' must be a non-empty string"),
         ('{"action": "a", "action_input": [1]}', "'action_input' must be a JSON object"),
@@ -44,6 +45,8 @@ def test_a_reply_that_is_not_a_decision_says_why(content: str, problem: str) -> 
 def test_tool_call_arguments_that_are_not_json_are_a_bad_reply() -> None:
     with pytest.raises(react.BadReply, match="arguments of tool call 'a' are not JSON"):
         react.decide(ChatReply("", [ToolCall("c", "a", "{oops")]), tools_offered=True)
+    with pytest.raises(react.BadReply, match="Infinity is not valid JSON"):
+        react.decide(ChatReply("", [ToolCall("c", "a", '{"x": Infinity}')]), tools_offered=True)
 
 
 def decision(action: str, thought: str = "", **action_input: object) -> react.Decision:

@@ -599,6 +599,7 @@ def test_json_or_text() -> None:
     assert response(b'{"a": [1]}', "application/json").json_or_text() == {"a": [1]}
     assert response(b'{"a": 1}', "text/plain").json_or_text() == {"a": 1}
     assert response(b"hello", "text/plain").json_or_text() == "hello"
+    assert response(b'{"a": NaN}', "application/json").json_or_text() == '{"a": NaN}'  # not JSON: kept as text
     assert response(b"", "application/json").json_or_text() == ""
     assert response("café".encode("latin-1"), "text/plain; charset=ISO-8859-1").json_or_text() == "café"
     assert repr(MISSING_BODY) == "MISSING_BODY"
