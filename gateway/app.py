@@ -11,6 +11,7 @@ import html
 import importlib.resources
 import json
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -190,7 +191,7 @@ class Gateway:
         headers.update(_returned(exc.trailing_metadata()))
         reason = trailer(exc.trailing_metadata(), "hyphae-reason")
         message = exc.details() or exc.code().name.lower()
-        field = trailer(exc.trailing_metadata(), "hyphae-field")
+        field = urllib.parse.unquote(trailer(exc.trailing_metadata(), "hyphae-field"))  # percent-encoded UTF-8
         if (
             field
             and binding.body not in ("", "*")

@@ -330,9 +330,14 @@ async def _drain(requests: AsyncIterator[Message]) -> None:
         return
 
 
+_TRAILER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
 async def _abort(context: Context, failure: HyphaeError | None, trailers: Trailers) -> None:
     assert failure is not None
     trailers.append(("hyphae-reason", failure.reason))
     if isinstance(failure, InvalidArgument) and failure.field:
-        trailers.append(("hyphae-field", failure.field))
+        # Metadata values must be printable ASCII, and a field path can hold a client's own keys (any Unicode,
+        # control characters): percent-encoded UTF-8, as `hyphae-field` is documented to be.
+        trailers.append(("hyphae-field", urllib.parse.quote(failure.field, safe=_TRAILER_SAFE)))
     await context.abort(failure.code, failure.message, trailing_metadata=tuple(trailers))

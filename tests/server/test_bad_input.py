@@ -96,6 +96,23 @@ CASES = [
         400,
         "-Infinity is not valid JSON",
     ),
+    Case(
+        "field-path-with-control-characters-and-unicode",  # the path travels in a gRPC trailer (ASCII only)
+        "POST",
+        "/actions",
+        AS_ORG,
+        _json(
+            {
+                "action_name": "a",
+                "kind": "http",
+                "url": "https://x.y",
+                "http_method": "GET",
+                "headers": {"ké\u0000y": "v"},
+            }
+        ),
+        400,
+        "headers.ké\u0000y: must not contain NUL characters",
+    ),
     # --- numbers that are expensive or impossible to convert (int() is quadratic, > 4300 digits refused)
     Case(
         "huge-integer-literal",
