@@ -78,8 +78,4 @@ async def fired(
     values: dict[str, Any] = {"next_due_at": next_due_at, "updated_at": sa.func.now()}
     if run_id is not None:
         values["last_run_id"] = run_id
-    await connection.execute(
-        sa.update(schedules)
-        .where(schedules.c.org_id == org_id, schedules.c.workflow_id == workflow_id)
-        .values(**values)
-    )
+    await TenantRepository(connection, org_id).update(schedules, {"workflow_id": workflow_id}, values)
