@@ -50,7 +50,8 @@ from server.services.org_config import OrgConfigService
 from server.services.runs import RunService
 from server.services.system import SystemService
 from server.services.workflows import WorkflowService
-from server.store import idempotency
+from server.store import custom_tables as custom_table_store
+from server.store import idempotency, loop_items
 from server.store import knowledge as knowledge_store
 from server.store import org_config as org_config_store
 from server.store.db import connect, create_engine, dispose, ensure_database, libpq_url, log_will_retry
@@ -169,13 +170,17 @@ async def check_secret_keys(engine: AsyncEngine, box: SecretBox) -> None:
 
 
 async def purge_idempotency_keys(engine: AsyncEngine, every_seconds: float = 600.0) -> None:
-    """Stored Idempotency-Key answers expire; every process purges now and then (the DELETE is idempotent)."""
+    """Stored Idempotency-Key answers expire, and the journals that only a running run reads (table-step results,
+    loop items) go once their run has ended; every process purges now and then (the DELETEs are idempotent)."""
     while True:
         try:
             async with connect(engine) as connection:
                 await idempotency.purge_expired(connection)
+            async with connect(engine) as connection:
+                await custom_table_store.purge_step_results(connection)
+                await loop_items.purge_ended(connection)
         except Exception:
-            log_will_retry(log, "could not purge expired idempotency keys; will retry")
+            log_will_retry(log, "could not purge expired idempotency keys and ended runs' journals; will retry")
         await asyncio.sleep(every_seconds)
 
 

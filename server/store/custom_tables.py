@@ -24,13 +24,15 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.domain import custom_tables as domain
 from server.errors import AlreadyExists, InvalidArgument, NotFound
 from server.ids import new_id
 from server.store import pagination
+from server.store import runs as run_store
 from server.store.repository import TenantRepository
-from server.store.tables import custom_table_audit, custom_table_step_results, custom_tables
+from server.store.tables import custom_table_audit, custom_table_step_results, custom_tables, runs
 from server.store.unique import unique_violation
 
 SCHEMA = "hyphae_tables"
@@ -589,6 +591,19 @@ async def claim_step(repo: TenantRepository, key: str) -> str | None:
         return None
     row = await repo.get(custom_table_step_results, idempotency_key=key)
     return "null" if row is None or row.result is None else str(row.result)
+
+
+async def purge_step_results(connection: AsyncConnection) -> int:
+    """Drop the recorded results of table steps whose run has ended (the key starts with the run id): a step is only
+    retried while its run runs. Housekeeping across every org (called periodically by the server)."""
+    results = custom_table_step_results.c
+    ended = sa.select(runs.c.id).where(
+        runs.c.org_id == results.org_id,
+        runs.c.id == sa.func.split_part(results.idempotency_key, ":", 1),
+        runs.c.status.in_(run_store.FINAL),
+    )
+    result = await connection.execute(sa.delete(custom_table_step_results).where(sa.exists(ended)))
+    return int(result.rowcount)
 
 
 async def record_step(repo: TenantRepository, key: str, result: str) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import jsonvalue
 from server.store import runs as run_store
-from server.store.tables import loop_items
+from server.store.tables import loop_items, runs
 
 
 async def load(connection: AsyncConnection, lease: run_store.Lease, scope: str) -> dict[int, dict[str, Any]]:
@@ -39,3 +39,13 @@ async def record(
         result=jsonvalue.dumps(result, default=str),
     )
     await connection.execute(statement.on_conflict_do_nothing())
+
+
+async def purge_ended(connection: AsyncConnection) -> int:
+    """Drop the journals of runs that have ended: a loop is only ever executed again while its run runs.
+    Housekeeping across every org (called periodically by the server), like idempotency.purge_expired."""
+    ended = sa.select(runs.c.id).where(
+        runs.c.org_id == loop_items.c.org_id, runs.c.id == loop_items.c.run_id, runs.c.status.in_(run_store.FINAL)
+    )
+    result = await connection.execute(sa.delete(loop_items).where(sa.exists(ended)))
+    return int(result.rowcount)

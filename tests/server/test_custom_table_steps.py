@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
+from server.store import custom_tables as custom_table_store
+from server.store import loop_items
+from server.store.db import connect, create_engine
+from tests.conftest import ServerInfo
 from tests.server.runs_helpers import wait_for
 
 LOG = {
@@ -22,13 +28,15 @@ LOG = {
 }
 
 
-def execute(api: httpx.Client, steps: list[dict[str, Any]], run_input: dict[str, Any]) -> dict[str, Any]:
+def execute(
+    api: httpx.Client, steps: list[dict[str, Any]], run_input: dict[str, Any], **wait: tuple[str, ...]
+) -> dict[str, Any]:
     name = f"tables_{uuid.uuid4().hex[:8]}"
     created = api.post("/workflows", json={"name": name, "definition": {"actions": steps}})
     assert created.status_code == 201, created.text
     started = api.post(f"/workflows/{created.json()['id']}/execute", json={"input": run_input})
     assert started.status_code in (200, 201, 202), started.text
-    return wait_for(api, started.json()["run_id"])
+    return wait_for(api, started.json()["run_id"], **wait)
 
 
 def test_write_read_update_upsert_from_a_workflow(api: httpx.Client) -> None:
@@ -192,3 +200,67 @@ def test_the_validator_names_bad_custom_table_properties(api: httpx.Client) -> N
         )
         assert response.status_code == 400, response.text
         assert response.json()["message"].startswith(f"definition.actions[0].{path}"), response.json()
+
+
+def test_ended_runs_lose_their_step_journals_and_running_ones_keep_them(
+    api: httpx.Client, server: ServerInfo, org: str
+) -> None:
+    """Housekeeping: recorded table-step results and foreach item journals are read only while a run runs, so the
+    server's periodic purge drops those of ended runs and keeps those of a run paused for an approval."""
+    assert api.post("/custom-tables", json=LOG).status_code == 201
+    write = {
+        "type": "custom-table",
+        "properties": {
+            "table": "reconciliation_log",
+            "operation": "write",
+            "keys": ["run_id", "invoice_id"],
+            "values": ["@__run_id", "@item.id"],
+            "fields": {"status": "seen"},
+        },
+    }
+    loop = {
+        "type": "loop",
+        "properties": {
+            "mode": "foreach",
+            "items_path": "@input.invoices",
+            "item_variable_name": "item",
+            "actions_to_execute": [write],
+        },
+    }
+    run_input = {"invoices": [{"id": "A"}, {"id": "B"}]}
+    ended = execute(api, [loop], run_input)
+    assert ended["status"] == "completed", ended
+    paused = execute(
+        api, [loop, {"type": "PbotApproval", "properties": {"comment": "ok?"}}], run_input, until=("paused",)
+    )
+    assert paused["status"] == "paused", paused
+
+    async def journals() -> dict[str, tuple[int, int]]:
+        engine = create_engine(server.database_url, pool_size=1)
+        counts = {}
+        async with connect(engine) as connection:
+            for run in (ended, paused):
+                results = await connection.execute(
+                    sa.text(
+                        "SELECT count(*) FROM custom_table_step_results WHERE org_id = :o AND idempotency_key LIKE :k"
+                    ),
+                    {"o": org, "k": run["run_id"] + ":%"},
+                )
+                items = await connection.execute(
+                    sa.text("SELECT count(*) FROM loop_items WHERE org_id = :o AND run_id = :r"),
+                    {"o": org, "r": run["run_id"]},
+                )
+                counts[run["status"]] = (int(results.scalar_one()), int(items.scalar_one()))
+        await engine.dispose()
+        return counts
+
+    async def purge() -> None:
+        engine = create_engine(server.database_url, pool_size=1)
+        async with connect(engine) as connection:
+            await custom_table_store.purge_step_results(connection)
+            await loop_items.purge_ended(connection)
+        await engine.dispose()
+
+    assert asyncio.run(journals()) == {"completed": (2, 2), "paused": (2, 2)}
+    asyncio.run(purge())
+    assert asyncio.run(journals()) == {"completed": (0, 0), "paused": (2, 2)}
