@@ -374,7 +374,9 @@ class _Operations:
                 op["description"] = comment
         op["operationId"] = f"{service.name}_{method.name}" + (f"_{binding.index}" if binding.index else "")
         parameters = [*self.path_parameters(binding), *self.query_parameters(binding)]
-        if binding.http_method == "POST":
+        # Not for uploads (client streams): they are idempotent by content (the same bytes are the same document),
+        # and the server ignores the header there (server/interceptors.py).
+        if binding.http_method == "POST" and not binding.method.client_streaming:
             parameters.append(_ref("parameters", "IdempotencyKey"))
         parameters.append(_ref("parameters", "RequestId"))
         op["parameters"] = parameters
