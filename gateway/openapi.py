@@ -50,7 +50,8 @@ are returned exactly as sent (number spelling and key order kept).
 
 **Auth.** Send `Authorization: Bearer <key>` (sk-hyp-... secret keys, mt-hyp-... management tokens for \
 /gateway routes, pk_live_... publishable keys for /sdk routes) or, in direct engine mode, `X-Org-Id`. \
-`Idempotency-Key` makes a POST safe to retry; `X-Request-Id` is echoed for tracing.
+`Idempotency-Key` makes a POST safe to retry (file uploads are idempotent by content instead); `X-Request-Id` is \
+echoed for tracing.
 
 **Streams.** Server-streaming operations answer server-sent events (`text/event-stream`) by default: the \
 `data` of each event is one streamed message as JSON and, where the operation has a sequence field, its `id` \
