@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -550,7 +550,7 @@ class HyphaeClient:
         response = self._call(self._runs.GetRunStatus, run_service_pb2.GetRunStatusRequest(run_id=run_id))
         return Run.from_proto(response.run)
 
-    def watch_run(self, run_id: str, after_sequence: int = 0) -> Iterator[RunEvent]:
+    def watch_run(self, run_id: str, after_sequence: int = 0) -> Generator[RunEvent, None, None]:
         """The run's events after `after_sequence`, then live ones as they happen. The server ends the stream after
         the run's final event (completed, failed, condition_not_met, cancelled); a paused run keeps it open, so a
         caller that should not wait for a person stops iterating (closing the generator cancels the call)."""
