@@ -42,6 +42,7 @@ EXIT_OK, EXIT_FAILED, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_BATCH = 100_000  # BulkInsertRows takes at most this many rows per call
 PAUSE_EVENTS = frozenset({"pbot_approval_requested", "pbot_form_requested", "agent_paused"})
 _ROW_FIELD = re.compile(r"^rows\[(\d+)\](?:\.(.+))?$")
+_WAITS = {"approval": "an approval", "form": "a form", "agent": "a person's answer to the agent"}
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
@@ -198,10 +199,9 @@ def watch(client: HyphaeClient, run_id: str) -> int:
                     continue
                 waiting = _paused_here(client, run_id, event)
                 if waiting:
-                    say("status: paused")
                     for interrupt in waiting:
-                        what = f"step {interrupt.step_index} waits for {interrupt.kind}"
-                        say(what + (f": {interrupt.question}" if interrupt.question else ""))
+                        waits = _WAITS.get(interrupt.kind, interrupt.kind)
+                        say(f"status: paused (step {interrupt.step_index} waits for {waits})")
                         for line in _answer_hint(interrupt, run_id):
                             say(line)
                     say(f"then: hyphae runs watch {run_id}")
