@@ -40,6 +40,7 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PAUSED", "add_commands", "main", "run
 
 EXIT_OK, EXIT_FAILED, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_BATCH = 100_000  # BulkInsertRows takes at most this many rows per call
+MAX_BATCH_BYTES = 32 * 1024 * 1024  # a batch is sent early past this much CSV text: gRPC messages stop at 64 MiB
 PAUSE_EVENTS = frozenset({"pbot_approval_requested", "pbot_form_requested", "agent_paused"})
 _ROW_FIELD = re.compile(r"^rows\[(\d+)\](?:\.(.+))?$")
 _WAITS = {"approval": "an approval", "form": "a form", "agent": "a person's answer to the agent"}
@@ -377,6 +378,7 @@ def _tables_import(args: argparse.Namespace, client: HyphaeClient) -> int:
         task = bars.add(f"{args.name}", total)
         batch: list[dict[str, Any]] = []
         lines: list[int] = []
+        row_overhead = sum(len(name) + 8 for name in header)  # keys, quotes and separators of a row's JSON
 
         def send() -> None:
             nonlocal inserted
@@ -391,11 +393,14 @@ def _tables_import(args: argparse.Namespace, client: HyphaeClient) -> int:
             batch.clear()
             lines.clear()
 
+        size = 0
         for line, cells in _records(path, header):
             batch.append({name: _cell(types[name], cell) for name, cell in zip(header, cells, strict=True)})
             lines.append(line)
-            if len(batch) == args.batch:
+            size += sum(len(cell) for cell in cells) + row_overhead
+            if len(batch) == args.batch or size >= MAX_BATCH_BYTES:
                 send()
+                size = 0
         if batch:
             send()
     say(f"imported {inserted} rows into {args.name}")
