@@ -556,7 +556,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs a parsed client command; returns the exit code. Errors are printed as one line."""
     handler: Handler = args.client_command
     try:
-        with HyphaeClient(args.target, api_key=args.api_key, org_id=args.org) as client:
+        # a generous deadline per call: a bulk insert of --batch 100000 rows may take a while on a busy server
+        with HyphaeClient(args.target, api_key=args.api_key, org_id=args.org, timeout=300) as client:
             return handler(args, client)
     except HyphaeError as exc:
         print(f"hyphae: {_message(exc, args.target)}", file=sys.stderr)

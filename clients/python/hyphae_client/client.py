@@ -44,6 +44,7 @@ __all__ = [
     "RowPage",
     "Run",
     "RunEvent",
+    "RunStep",
     "Table",
     "Workflow",
     "from_json",
