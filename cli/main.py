@@ -1,4 +1,5 @@
-"""The `hyphae` command: serve, gateway, worker, migrate, orgs create, fake-model."""
+"""The `hyphae` command: serve, gateway, worker, migrate, orgs create, fake-model; and, as a client of a running
+server, runs / documents / tables (hyphae_client.cli)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import sys
 
+from hyphae_client import cli as client_cli
 from server.config import Settings
 
 # We fork only to run Postgres' own tools (pg_ctl); grpc's fork handlers are not needed and log noise on every fork.
@@ -116,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     fake.add_argument("--port", type=int, default=8089)
     fake.add_argument("--scenarios", default="", help="scenario file (JSON; default: the built-in demo scenarios)")
     fake.set_defaults(run=_fake_model)
+    client_cli.add_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "client_command", None) is not None:  # a client of a running server: no settings, no logging
+        raise SystemExit(client_cli.run(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin on every start
     try:

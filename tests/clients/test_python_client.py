@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -158,3 +159,69 @@ def test_missing_org_is_an_error_with_reason(server: ServerInfo) -> None:
         anonymous.list_workflows()
     assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
     assert caught.value.reason
+
+
+def test_run_events_stream_until_the_final_one(api: httpx.Client, client: HyphaeClient) -> None:
+    step = {"type": "matcher", "properties": {"left": "@input.l", "right": "@input.r", "matchOn": ["id"]}}
+    workflow = client.create_workflow("watched", {"actions": [step]})
+    run_id = client.execute_workflow(workflow.id, {"l": [{"id": 1}], "r": [{"id": BIG}]})
+    events = list(client.watch_run(run_id))  # the server ends the stream after the final event
+    assert [e.type for e in events] == ["workflow_run_started", "step_completed", "workflow_run_completed"]
+    assert [e.sequence for e in events] == [1, 2, 3]
+    assert events[1].data["index"] == 0 and events[0].created_at is not None
+    assert [e.sequence for e in client.watch_run(run_id, after_sequence=2)] == [3]
+    run = client.get_run(run_id)
+    assert (run.status, run.final, run.error) == ("completed", True, "")
+    assert run.output["unmatchedRight"] == [{"id": BIG}]
+    assert [(s.index, s.status) for s in run.steps] == [(0, "completed")]
+
+
+def test_a_paused_run_lists_its_interrupt_and_takes_the_approval(client: HyphaeClient) -> None:
+    workflow = client.create_workflow("approve", definition())
+    run_id = client.execute_workflow(workflow.id)
+    events = client.watch_run(run_id)
+    assert [next(events).type for _ in range(2)] == ["workflow_run_started", "pbot_approval_requested"]
+    events.close()  # a paused run keeps the stream open: the caller stops
+    [waiting] = client.list_interrupts(run_id)
+    assert (waiting.kind, waiting.step_index, waiting.answer_path) == ("approval", 0, f"/approvals/{run_id}/0")
+    client.submit_approval(run_id, 0, approved=True, comment="fine")
+    assert list(client.watch_run(run_id, after_sequence=2))[-1].type == "workflow_run_completed"
+    assert client.list_interrupts(run_id) == []
+
+
+def test_upload_streams_chunks_and_download_writes_the_file(client: HyphaeClient, tmp_path: Path) -> None:
+    source = tmp_path / "report.md"
+    source.write_bytes(b"# Report\n" + b"x" * (2 * 1024 * 1024 + 5))
+    sent: list[int] = []
+    document, deduplicated = client.upload_document(source, name="Report", tags=["q3"], progress=sent.append)
+    assert not deduplicated and (document.name, document.tags) == ("Report", ["q3"])
+    assert sent == [1024 * 1024, 1024 * 1024, source.stat().st_size - 2 * 1024 * 1024]
+    assert document.size_bytes == source.stat().st_size and document.content_type == "text/markdown"
+    assert client.upload_document(source)[0].id == document.id
+
+    received: list[int] = []
+    download = client.download_document(document.id, tmp_path / "copy.md", progress=received.append)
+    assert (tmp_path / "copy.md").read_bytes() == source.read_bytes()
+    assert sum(received) == download.size_bytes == document.size_bytes
+    assert download.checksum_sha256 == document.checksum_sha256
+    with pytest.raises(HyphaeError) as missing:
+        client.download_document("doc_" + "0" * 32, tmp_path / "none.md")
+    assert missing.value.code == grpc.StatusCode.NOT_FOUND
+    assert sorted(tmp_path.iterdir()) == sorted([source, tmp_path / "copy.md"])  # no partial file left
+
+
+def test_bulk_insert_names_the_refused_row_and_field(client: HyphaeClient) -> None:
+    table = client.create_table(
+        "stock", [{"name": "sku", "type": "text", "required": True}, {"name": "qty", "type": "integer"}]
+    )
+    assert [f["name"] for f in table.fields] == ["sku", "qty"] and client.get_table("stock").id == table.id
+    ids = client.bulk_insert_rows("stock", [{"sku": f"S{i}", "qty": i} for i in range(250)])
+    assert len(ids) == 250
+    with pytest.raises(HyphaeError) as refused:
+        client.bulk_insert_rows("stock", [{"sku": "ok", "qty": 1}, {"sku": "bad", "qty": "lots"}])
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.field == "rows[1].qty" and refused.value.message.startswith("rows[1].qty: ")
+    page = client.list_rows("stock", limit=100, sort="-qty")
+    assert page.total == 250 and len(page.rows) == 100 and page.next_page_token
+    assert page.rows[0]["qty"] == 249
+    assert client.list_rows("stock", where={"sku": "S7"}).rows[0]["qty"] == 7
