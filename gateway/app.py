@@ -95,7 +95,7 @@ class Gateway:
 
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise BodyTooLarge
         chunks, size = [], 0
         async for chunk in request.stream():

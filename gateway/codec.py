@@ -421,7 +421,12 @@ def _check_json_numbers(value: Any, path: str) -> None:
             stack.extend((child, (trail, str(key))) for key, child in item.items())
         elif isinstance(item, list):
             stack.extend((child, (trail, i)) for i, child in enumerate(item))
-        elif isinstance(item, JsonNumber) and len(item.text) > limit and item.text.lstrip("-").isdigit():
+        elif (
+            isinstance(item, JsonNumber)
+            and len(item.text) > limit
+            and item.text.lstrip("-").isascii()
+            and item.text.lstrip("-").isdigit()
+        ):
             pieces: list[str | int] = []
             while trail is not None:
                 trail, piece = trail

@@ -300,7 +300,7 @@ class EmbeddedPostgres:
             first = pidfile.read_text().split("\n", 1)[0].strip()
         except FileNotFoundError:
             return None
-        pid = int(first) if first.isdigit() else 0
+        pid = int(first) if first.isascii() and first.isdigit() else 0
         if _pid_alive(pid) and self._is_our_postmaster(pid):
             return pid
         pidfile.unlink(missing_ok=True)  # dead, or a reused pid: postgres itself would refuse to start
@@ -343,7 +343,7 @@ class EmbeddedPostgres:
         live = 0
         for f in self.owners_dir.iterdir():
             pid_s = f.name.split("-", 1)[0]
-            if f.name == ".lock" or not pid_s.isdigit():
+            if f.name == ".lock" or not (pid_s.isascii() and pid_s.isdigit()):
                 continue
             pid = int(pid_s)
             recorded = f.read_text().strip() if f.is_file() else ""

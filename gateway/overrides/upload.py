@@ -135,7 +135,7 @@ class _Form:
         for name, raw in self.fields.items():
             text = raw.decode("utf-8", "replace")
             if name == "ttl_days":
-                if not text.strip().isdigit():
+                if not (text.strip().isascii() and text.strip().isdigit()):
                     raise FormError(f"ttl_days: {text!r} is not a whole number of days")
                 fields[name] = int(text)
             elif name in ("tags", "metadata"):

@@ -230,7 +230,7 @@ def _walk(record: Mapping[str, Any], field: str) -> Any:
         for segment in field.split("."):
             if isinstance(current, Mapping) and segment in current:
                 current = current[segment]
-            elif isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
+            elif isinstance(current, list) and segment.isascii() and segment.isdigit() and int(segment) < len(current):
                 current = current[int(segment)]
             else:
                 return MISSING

@@ -97,7 +97,7 @@ def _cron_values(text: str, field: str, low: int, high: int) -> tuple[set[int], 
     values: set[int] = set()
 
     def number(part: str) -> int:
-        if not part.isdigit() or len(part) > 4:
+        if not (part.isascii() and part.isdigit()) or len(part) > 4:
             raise _error("cron", f"invalid {field} {part!r} in cron field {text!r}")
         value = int(part)
         if not low <= value <= high:
@@ -108,7 +108,7 @@ def _cron_values(text: str, field: str, low: int, high: int) -> tuple[set[int], 
         range_text, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or len(step_text) > 4 or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or len(step_text) > 4 or int(step_text) == 0:
                 raise _error("cron", f"invalid step {step_text!r} in cron field {text!r} (a positive number)")
             step = int(step_text)
         if range_text == "*":

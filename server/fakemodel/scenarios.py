@@ -356,7 +356,7 @@ class _Filler:
         for part in name.split(".")[1:]:
             if isinstance(value, dict):
                 value = value.get(part)
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            elif isinstance(value, list) and part.isascii() and part.isdigit() and int(part) < len(value):
                 value = value[int(part)]
             else:
                 return None

@@ -38,7 +38,7 @@ class Notice:
 
 def parse(payload: str) -> Notice | None:
     parts = payload.split("\x1f")
-    if len(parts) != 3 or not parts[2].isdigit():
+    if len(parts) != 3 or not (parts[2].isascii() and parts[2].isdigit()):
         return None
     return Notice(parts[0], parts[1], int(parts[2]))
 

@@ -423,7 +423,7 @@ async def _read_body(response: httpx.Response, method: str, url: httpx.URL, limi
         )
 
     declared = response.headers.get("content-length", "")
-    if method != "HEAD" and declared.isdigit() and int(declared) > limit:
+    if method != "HEAD" and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large()
     chunks: list[bytes] = []
     size = 0

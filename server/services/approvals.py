@@ -79,7 +79,7 @@ def pending_proto(row: Any) -> interrupt_pb2.PendingInterrupt:
 
 
 def step_index(step_id: str) -> int:
-    if not step_id.isdigit() or len(step_id) > 6:
+    if not (step_id.isascii() and step_id.isdigit()) or len(step_id) > 6:
         raise InvalidArgument("must be the step's index in definition.actions, e.g. 0", field="step_id")
     return int(step_id)
 
