@@ -13,7 +13,6 @@ of the body is read and discarded (up to DRAIN_LIMIT), so the client receives th
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -136,11 +135,13 @@ class _Form:
             text = raw.decode("utf-8", "replace")
             if name == "ttl_days":
                 if not (text.strip().isascii() and text.strip().isdigit()):
-                    raise FormError(f"ttl_days: {text!r} is not a whole number of days")
+                    raise FormError(f"ttl_days: {text[:100]!r} is not a whole number of days")
+                if len(text.strip()) > 9:  # the contract's int32; the server checks the real limit
+                    raise FormError(f"ttl_days: {text[:100]!r} is far more days than a document may be kept")
                 fields[name] = int(text)
             elif name in ("tags", "metadata"):
                 try:
-                    json.loads(text)
+                    codec.loads(text)  # strict, as every JSON body: NaN, Infinity and duplicate keys refused
                 except ValueError:
                     raise FormError(f"{name}: is not JSON ({text[:100]!r})") from None
                 fields[name] = {"raw": text}
@@ -203,6 +204,7 @@ async def upload(
         },
     )
     problem: list[str] = []
+    unexpected: list[Exception] = []
     body = _body(request)
     finished = [False]
 
@@ -227,6 +229,9 @@ async def upload(
         except (FormError, MultipartParseError) as exc:
             problem.append(str(exc) if isinstance(exc, FormError) else f"the multipart body is malformed ({exc})")
             raise
+        except Exception as exc:  # a bug: answered as one (JSON 500 with a request id), not as a cancelled call
+            unexpected.append(exc)
+            raise
 
     assert gateway.channel is not None, "the gateway's channel opens in the app lifespan"
     call = gateway.channel.stream_unary(
@@ -243,6 +248,8 @@ async def upload(
         return _error(binding, 400, problem[0], headers) if problem else gateway.error_response(binding, exc, headers)
     except asyncio.CancelledError:
         # grpc cancels the call when the request iterator raises: a bad form. Anything else is our own cancellation.
+        if unexpected and call.cancelled():
+            raise unexpected[0] from None
         if not problem or not call.cancelled():
             raise
         if not finished[0]:

@@ -172,6 +172,10 @@ def test_refused_uploads_keep_their_status_while_many_race(server: ServerInfo, o
         ({"file": ("a.csv", b"a")}, {"metadata": "[1]"}, "metadata"),
         ({"file": ("a.csv", b"a")}, {"ttl_days": "soon"}, "ttl_days"),
         ({"file": ("a.csv", b"a")}, {"ttl_days": "0"}, "ttl_days"),
+        ({"file": ("a.csv", b"a")}, {"ttl_days": "61162134416"}, "ttl_days"),  # past int32: was a 500
+        ({"file": ("a.csv", b"a")}, {"ttl_days": "²"}, "ttl_days"),
+        ({"file": ("a.csv", b"a")}, {"metadata": "-Infinity"}, "metadata"),
+        ({"file": ("a.csv", b"a")}, {"tags": '["a", NaN]'}, "tags"),
     ],
 )
 def test_multipart_errors_are_400_naming_the_part(
