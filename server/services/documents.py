@@ -482,6 +482,8 @@ class DocumentService(document_service_pb2_grpc.DocumentServiceServicer):
         async with tenant(self.engine, auth.org_id()) as repo:
             await store.get(repo, request.id)
             row = await store.update(repo, request.id, values) if values else await store.get(repo, request.id)
+            if "name" in values:  # searches by the new name find it (the title weighs above the body)
+                await knowledge.retitle_source(repo.connection, repo.org_id, request.id, request.name)
             await store.audit(repo, request.id, "patch", actor(), details={"fields": sorted(values)})
         return pb.UpdateDocumentResponse(document=to_proto(row))
 

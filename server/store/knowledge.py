@@ -35,6 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.domain import knowledge
@@ -145,6 +146,25 @@ async def index_source(
             knowledge_terms, [{"source_id": source_id, "term": term} for term in terms[start : start + 5000]]
         )
     return len(rows)
+
+
+async def retitle_source(connection: AsyncConnection, org_id: str, source_id: str, name: str) -> None:
+    """A source renamed: its chunks take the new title (their weighted `tsv` follows, a generated column) and its
+    words the new title's, so a search by the new name finds it without re-indexing the content. The old title's
+    words stay among its trigram words (harmless: they only widen fuzzy matching), and embeddings keep the old
+    title until the next version is indexed."""
+    repo = TenantRepository(connection, org_id)
+    await _lock_source(connection, org_id, source_id)
+    title = knowledge.title_words(name)
+    if not await repo.update_all(knowledge_chunks, {"source_id": source_id}, {"title": title}):
+        return  # not indexed (yet, or not indexable): the indexer uses the current name when it gets there
+    terms = sorted(knowledge.terms(title))
+    if terms:
+        await connection.execute(
+            pg_insert(knowledge_terms)
+            .values([{"org_id": repo.org_id, "source_id": source_id, "term": term} for term in terms])
+            .on_conflict_do_nothing()
+        )
 
 
 async def delete_source(connection: AsyncConnection, org_id: str, source_id: str) -> bool:

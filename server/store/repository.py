@@ -63,6 +63,11 @@ class TenantRepository:
         row: sa.Row[Any] | None = (await self.connection.execute(statement)).first()
         return row
 
+    async def update_all(self, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]) -> int:
+        """Every row of the org matching `keys`; the number updated (nothing read back)."""
+        result = await self.connection.execute(sa.update(table).where(*self._where(table, keys)).values(**values))
+        return int(result.rowcount)
+
     async def delete(self, table: sa.Table, **keys: Any) -> bool:
         result = await self.connection.execute(sa.delete(table).where(*self._where(table, keys)))
         return bool(result.rowcount)

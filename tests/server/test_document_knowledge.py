@@ -103,6 +103,16 @@ def test_a_renamed_document_is_still_indexed_by_its_file_not_its_display_name(ap
     ]
 
 
+def test_a_renamed_document_is_found_by_its_new_name(api: httpx.Client) -> None:
+    document = upload(api, SHIPPING, "shipping.txt").json()["document"]
+    assert indexed(api, document["id"])["index_status"] == "indexed"
+    assert search(api, "Zanzibar logistics") == []
+    assert api.patch(f"/documents/{document['id']}", json={"name": "Zanzibar logistics"}).status_code == 200
+    hits = search(api, "Zanzibar logistics")  # the title words, which the text itself never mentions
+    assert [(hit["document_id"], hit["name"]) for hit in hits][:1] == [(document["id"], "Zanzibar logistics")]
+    assert search(api, "Zanzibr")[:1] and search(api, "Zanzibr")[0]["document_id"] == document["id"]  # fuzzy too
+
+
 def test_search_rejects_a_missing_query_and_a_bad_limit(api: httpx.Client) -> None:
     assert api.get("/documents/search").status_code == 400
     bad = api.get("/documents/search", params={"q": "refund", "limit": 500})
