@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import urllib.parse
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,7 +101,8 @@ class HyphaeError(Exception):
         for key, value in error.trailing_metadata() or ():
             if key in ("hyphae-reason", "hyphae-field"):
                 trailers[key] = value.decode() if isinstance(value, bytes) else str(value)
-        return cls(code, error.details() or "", trailers.get("hyphae-reason", ""), trailers.get("hyphae-field", ""))
+        field = urllib.parse.unquote(trailers.get("hyphae-field", ""))  # percent-encoded UTF-8 (metadata is ASCII)
+        return cls(code, error.details() or "", trailers.get("hyphae-reason", ""), field)
 
 
 @dataclass(frozen=True)
