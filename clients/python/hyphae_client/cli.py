@@ -19,20 +19,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+
+if TYPE_CHECKING:  # rich is imported when a bar is drawn: `hyphae serve` mounts these commands and never needs it
+    from rich.progress import Progress, TaskID
 
 from hyphae_client.client import DEFAULT_TARGET, HyphaeClient, HyphaeError, Interrupt, Run, RunEvent
 
@@ -74,6 +66,17 @@ class Bars:
         self.names: dict[TaskID, str] = {}
         self.progress: Progress | None = None
         if self.tty:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             counter: ProgressColumn = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
             extra: list[ProgressColumn] = [TransferSpeedColumn()] if unit == "bytes" else []
             self.progress = Progress(
@@ -90,7 +93,9 @@ class Bars:
             self.progress.stop()
 
     def add(self, name: str, total: int | None) -> TaskID:
-        task = self.progress.add_task(name, total=total) if self.progress is not None else TaskID(len(self.names))
+        task = (
+            self.progress.add_task(name, total=total) if self.progress is not None else cast("TaskID", len(self.names))
+        )
         self.totals[task], self.done[task], self.names[task] = total, 0, name
         return task
 
