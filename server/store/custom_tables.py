@@ -298,6 +298,13 @@ async def insert_lines(
     copied: list[str] | None = [] if bulk else None
     try:
         async with driver.cursor() as cursor, cursor.copy(f"COPY {table.relation} ({columns}) FROM STDIN") as copy:
+
+            async def send(piece: list[str]) -> None:
+                chunk = "".join(piece)
+                await copy.write(chunk)
+                if copied is not None:
+                    copied.append(chunk)
+
             piece: list[str] = []
             size = 0
             for row_id, line in zip(ids, lines, strict=True):
@@ -305,16 +312,10 @@ async def insert_lines(
                 piece.append(text)
                 size += len(text)
                 if size >= COPY_PIECE:
-                    chunk = "".join(piece)
-                    await copy.write(chunk)
-                    if copied is not None:
-                        copied.append(chunk)
+                    await send(piece)
                     piece, size = [], 0
             if piece:
-                chunk = "".join(piece)
-                await copy.write(chunk)
-                if copied is not None:
-                    copied.append(chunk)
+                await send(piece)
     except psycopg.errors.DataError as exc:
         raise _copy_error(exc, row_path) from None
     params: dict[str, Any] = {**_audit_params(repo, table, operation, actor)}
