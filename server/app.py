@@ -169,7 +169,7 @@ async def check_secret_keys(engine: AsyncEngine, box: SecretBox) -> None:
         )
 
 
-async def purge_idempotency_keys(engine: AsyncEngine, every_seconds: float = 600.0) -> None:
+async def housekeeping(engine: AsyncEngine, every_seconds: float = 600.0) -> None:
     """Stored Idempotency-Key answers expire, and the journals that only a running run reads (table-step results,
     loop items) go once their run has ended; every process purges now and then (the DELETEs are idempotent)."""
     while True:
@@ -296,12 +296,12 @@ async def grpc_running(settings: Settings, database_url: str) -> AsyncIterator[G
                 blobs=blobs,
             )
             await grpc_server.start()
-            housekeeping = asyncio.create_task(purge_idempotency_keys(engine))
+            purging = asyncio.create_task(housekeeping(engine))
             expiry = asyncio.create_task(expire_documents(engine, blobs))
             try:
                 yield GrpcServing(engine, port)
             finally:
-                housekeeping.cancel()
+                purging.cancel()
                 expiry.cancel()
                 await grpc_server.stop(grace=5)
     finally:
